@@ -1,0 +1,253 @@
+// CPU loops: every formula of formulas.h, over any layout the iterator plans.
+// Rows whose tensors are contiguous (or broadcast scalars) run at::vec::Vectorized in opmath
+// precision (half and bfloat16 widened to float); other rows run the scalar formula with strides.
+// at::TensorIterator splits the work into rows and at::parallel_for spreads rows over threads.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <array>
+#include <atomic>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+
+namespace pyext {
+
+using at::vec::Vectorized;
+
+template <typename S>
+struct Math<Vectorized<S>> {
+  using V = Vectorized<S>;
+  static V exp(V x) { return x.exp(); }
+  static V log(V x) { return x.log(); }
+  static V log1p(V x) { return x.log1p(); }
+  static V abs(V x) { return x.abs(); }
+  static V max(V a, V b) { return at::vec::maximum(a, b); }
+  static V min(V a, V b) { return at::vec::minimum(a, b); }
+};
+
+namespace cpu {
+namespace {
+
+// Loads and stores of one vector step, widened to opmath: one Vectorized<float> for float,
+// two for the 16 halves or bfloat16s of a Vectorized<Half>.
+template <typename scalar_t>
+struct VecIO {
+  using acc_t = at::opmath_type<scalar_t>;
+  using AV = Vectorized<acc_t>;
+  static constexpr int kParts = sizeof(acc_t) / sizeof(scalar_t);
+  static constexpr int64_t kStep = Vectorized<scalar_t>::size();
+  using Parts = std::array<AV, kParts>;
+
+  static Parts load(const scalar_t* p) {
+    if constexpr (kParts == 1) {
+      return {AV::loadu(p)};
+    } else {
+      auto [lo, hi] = at::vec::convert_to_float<scalar_t>(Vectorized<scalar_t>::loadu(p));
+      return {lo, hi};
+    }
+  }
+  static void store(scalar_t* p, const Parts& v) {
+    if constexpr (kParts == 1) {
+      v[0].store(p);
+    } else {
+      at::vec::convert_from_float<scalar_t>(v[0], v[1]).store(p);
+    }
+  }
+};
+
+// Runs one formula over rows of the iteration. Sink decides what happens to each result.
+template <typename scalar_t, typename Op>
+struct RowLoop {
+  using acc_t = at::opmath_type<scalar_t>;
+  using IO = VecIO<scalar_t>;
+  using Parts = typename IO::Parts;
+  static constexpr int N = Op::arity;
+
+  Op op;
+  int first_input;       // iterator operand of the first tensor argument (1 with an output)
+  int tensor_of[N];      // iterator operand of each argument, -1 for a constant
+  acc_t value[N];        // the constants
+
+  RowLoop(Op op_, const Formula& f, int first_input_) : op(op_), first_input(first_input_) {
+    int next = first_input;
+    for (int a = 0; a < N; ++a) {
+      tensor_of[a] = f.is_const[a] ? -1 : next++;
+      value[a] = static_cast<acc_t>(f.value[a]);
+    }
+  }
+
+  template <typename T, size_t... I>
+  T call(const std::array<T, N>& v, std::index_sequence<I...>) const { return op(v[I]...); }
+  template <typename T>
+  T call(const std::array<T, N>& v) const { return call(v, std::make_index_sequence<N>{}); }
+
+  static int unit_interval_errors(acc_t x, acc_t y) {
+    return (!(x >= acc_t(0) && x <= acc_t(1)) ? kArg0OutOfRange : 0) |
+           (!(y >= acc_t(0) && y <= acc_t(1)) ? kArg1OutOfRange : 0);
+  }
+  static int unit_interval_errors(const Vectorized<acc_t>& x, const Vectorized<acc_t>& y) {
+    const Vectorized<acc_t> zero(0), one(1);
+    return (((x >= zero) & (x <= one)).zero_mask() ? kArg0OutOfRange : 0) |
+           (((y >= zero) & (y <= one)).zero_mask() ? kArg1OutOfRange : 0);
+  }
+
+  // One row of n elements; data/strides are the iterator's (bytes), outputs first.
+  template <typename Sink>
+  int row(char** data, const int64_t* strides, int64_t n, Sink& sink) const {
+    constexpr int64_t kSize = sizeof(scalar_t);
+    int errors = 0;
+    bool contiguous = sink.contiguous(strides);
+    for (int a = 0; a < N; ++a) {
+      const int t = tensor_of[a];
+      contiguous &= t < 0 || strides[t] == kSize || strides[t] == 0;
+    }
+    int64_t i = 0;
+    if (contiguous) {
+      // Constants and broadcast scalars are loaded once; the rest every step.
+      std::array<Parts, N> args;
+      for (int a = 0; a < N; ++a) {
+        const int t = tensor_of[a];
+        if (t < 0 || strides[t] == 0) {
+          const acc_t v = t < 0 ? value[a] : acc_t(*reinterpret_cast<const scalar_t*>(data[t]));
+          args[a].fill(Vectorized<acc_t>(v));
+        }
+      }
+      for (; i + IO::kStep <= n; i += IO::kStep) {
+        for (int a = 0; a < N; ++a) {
+          const int t = tensor_of[a];
+          if (t >= 0 && strides[t] != 0) {
+            args[a] = IO::load(reinterpret_cast<const scalar_t*>(data[t]) + i);
+          }
+        }
+        Parts result;
+        for (int p = 0; p < IO::kParts; ++p) {
+          std::array<Vectorized<acc_t>, N> part;
+          for (int a = 0; a < N; ++a) part[a] = args[a][p];
+          if constexpr (ChecksUnitInterval<Op>::value) errors |= unit_interval_errors(part[0], part[1]);
+          result[p] = call(part);
+        }
+        sink.vec(i, result);
+      }
+    }
+    for (; i < n; ++i) {
+      std::array<acc_t, N> args;
+      for (int a = 0; a < N; ++a) {
+        const int t = tensor_of[a];
+        args[a] = t < 0 ? value[a]
+                        : acc_t(*reinterpret_cast<const scalar_t*>(data[t] + i * strides[t]));
+      }
+      if constexpr (ChecksUnitInterval<Op>::value) errors |= unit_interval_errors(args[0], args[1]);
+      sink.scalar(i, call(args));
+    }
+    return errors;
+  }
+
+  // Adapts row() to TensorIterator's 2-D loop: size1 rows of size0 elements.
+  template <typename MakeSink>
+  auto loop2d(int ntensors, std::atomic<int>& errors, MakeSink make_sink) const {
+    return [=, &errors](char** base, const int64_t* strides, int64_t size0, int64_t size1) {
+      std::array<char*, 8> data;
+      int local = 0;
+      for (int64_t j = 0; j < size1; ++j) {
+        for (int t = 0; t < ntensors; ++t) data[t] = base[t] + j * strides[ntensors + t];
+        auto sink = make_sink(data.data(), strides);
+        local |= row(data.data(), strides, size0, sink);
+      }
+      if (local) errors.fetch_or(local);
+    };
+  }
+};
+
+template <typename scalar_t>
+struct StoreSink {
+  using Parts = typename VecIO<scalar_t>::Parts;
+  char* out;
+  int64_t stride;
+  bool contiguous(const int64_t*) const { return stride == sizeof(scalar_t); }
+  void vec(int64_t i, const Parts& r) { VecIO<scalar_t>::store(reinterpret_cast<scalar_t*>(out) + i, r); }
+  void scalar(int64_t i, at::opmath_type<scalar_t> r) {
+    *reinterpret_cast<scalar_t*>(out + i * stride) = static_cast<scalar_t>(r);
+  }
+};
+
+// Sums into vector lanes and a scalar tail; a block of kSumBlock elements is short enough that
+// the opmath lanes stay accurate, and blocks are combined in double.
+template <typename scalar_t>
+struct SumSink {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Parts = typename VecIO<scalar_t>::Parts;
+  Parts* lanes;
+  acc_t* tail;
+  bool contiguous(const int64_t*) const { return true; }
+  void vec(int64_t, const Parts& r) {
+    for (size_t p = 0; p < r.size(); ++p) (*lanes)[p] += r[p];
+  }
+  void scalar(int64_t, acc_t r) { *tail += r; }
+};
+
+constexpr int64_t kSumBlock = 8192;
+
+}  // namespace
+
+int elementwise(at::TensorIterator& iter, const Formula& f) {
+  std::atomic<int> errors{0};
+  if (iter.numel() == 0) return 0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, iter.dtype(0), "pyext_cpu_elementwise", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    visit_formula<acc_t>(f, [&](auto op) {
+      const RowLoop<scalar_t, decltype(op)> loop(op, f, /*first_input=*/1);
+      iter.for_each(loop.loop2d(iter.ntensors(), errors, [](char** data, const int64_t* strides) {
+        return StoreSink<scalar_t>{data[0], strides[0]};
+      }));
+    });
+  });
+  return errors.load();
+}
+
+int sum(at::TensorIterator& iter, const Formula& f, const at::Tensor& out, double divisor) {
+  std::atomic<int> errors{0};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "pyext_cpu_sum", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    using Parts = typename VecIO<scalar_t>::Parts;
+    const int64_t numel = iter.numel();
+    const int64_t blocks = (numel + kSumBlock - 1) / kSumBlock;
+    std::vector<double> partial(blocks, 0.0);
+    visit_formula<acc_t>(f, [&](auto op) {
+      if constexpr (!IsLoss<decltype(op)>::value) {
+        TORCH_INTERNAL_ASSERT(false, "pyext: only loss formulas are summed");
+      } else {
+      const RowLoop<scalar_t, decltype(op)> loop(op, f, /*first_input=*/0);
+      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          Parts lanes;
+          lanes.fill(Vectorized<acc_t>(0));
+          acc_t tail = 0;
+          iter.serial_for_each(
+              loop.loop2d(iter.ntensors(), errors,
+                          [&](char**, const int64_t*) { return SumSink<scalar_t>{&lanes, &tail}; }),
+              {b * kSumBlock, std::min(numel, (b + 1) * kSumBlock)});
+          double total = tail;
+          for (const auto& v : lanes) {
+            acc_t lane[Vectorized<acc_t>::size()];
+            v.store(lane);
+            for (acc_t x : lane) total += x;
+          }
+          partial[b] = total;
+        }
+      });
+      }
+    });
+    double total = 0;
+    for (double p : partial) total += p;
+    *out.data_ptr<scalar_t>() = static_cast<scalar_t>(total / divisor);
+  });
+  return errors.load();
+}
+
+}  // namespace cpu
+}  // namespace pyext

@@ -1,0 +1,242 @@
+// The math of every pyext op, written once and used by both loops (csrc/cpu_kernels.cpp and
+// cuda/kernels.cu). A formula is a functor whose call operator is a template over T:
+//   - T = at::opmath_type<scalar_t> (float for float/half/bfloat16, double for double) on the GPU
+//     and in the CPU's scalar tail,
+//   - T = at::vec::Vectorized<opmath> in the CPU's vectorized body.
+// Math<T> supplies exp/log/... for each T; the CPU file adds the Vectorized specialization.
+// `arity` counts the formula's arguments; a loop feeds each from a tensor or a host constant.
+#pragma once
+
+#include <c10/macros/Macros.h>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+namespace pyext {
+
+// Scalar math, host and device. max/min keep a NaN in `a`, like std::max(a, b) and torch's CPU loops.
+template <typename T>
+struct Math {
+  static C10_HOST_DEVICE T exp(T x) { return std::exp(x); }
+  static C10_HOST_DEVICE T log(T x) { return std::log(x); }
+  static C10_HOST_DEVICE T log1p(T x) { return std::log1p(x); }
+  static C10_HOST_DEVICE T abs(T x) { return std::abs(x); }
+  static C10_HOST_DEVICE T max(T a, T b) { return a < b ? b : a; }
+  static C10_HOST_DEVICE T min(T a, T b) { return b < a ? b : a; }
+};
+
+// --- elementwise ------------------------------------------------------------------------------
+
+// out = a + alpha b;  d/da = 1, d/db = alpha
+template <typename acc_t>
+struct AddOp {
+  static constexpr int arity = 2;
+  acc_t alpha;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T a, T b) const { return a + T(alpha) * b; }
+};
+
+// out = a b;  d/da = b, d/db = a
+template <typename acc_t>
+struct MulOp {
+  static constexpr int arity = 2;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T a, T b) const { return a * b; }
+};
+
+// y = 1 / (1 + e^-x): e^-x overflows to inf for x << 0, giving exactly 0, as torch does
+template <typename acc_t>
+struct SigmoidOp {
+  static constexpr int arity = 1;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T x) const { return T(1) / (T(1) + Math<T>::exp(-x)); }
+};
+
+// dL/dx = g y (1 - y), from the saved output y
+template <typename acc_t>
+struct SigmoidBackwardOp {
+  static constexpr int arity = 2;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T g, T y) const { return g * (T(1) - y) * y; }
+};
+
+// --- binary cross-entropy on probabilities ------------------------------------------------------
+
+// L = -w (y ln(x) + (1-y) ln(1-x)), each ln clamped at -100 as torch does; x and y must lie in [0, 1]
+template <typename acc_t>
+struct BceOp {
+  static constexpr bool kIsLoss = true;  // a forward loss: may be summed
+  static constexpr int arity = 3;  // x, y, w
+  static constexpr bool kUnitIntervalArgs = true;  // arguments 0 and 1 are checked to lie in [0, 1]
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T x, T y, T w) const {
+    using M = Math<T>;
+    const T loss = (y - T(1)) * M::max(M::log1p(-x), T(-100)) - y * M::max(M::log(x), T(-100));
+    return loss * w;
+  }
+};
+
+// dL/dx = g w (x - y) / max(x (1 - x), 1e-12), divided by n for 'mean'
+template <typename acc_t>
+struct BceBackwardOp {
+  static constexpr int arity = 4;  // g, x, y, w
+  acc_t divisor;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T g, T x, T y, T w) const {
+    const T eps = T(1e-12);
+    return g * (x - y) / Math<T>::max((T(1) - x) * x, eps) * w / T(divisor);
+  }
+};
+
+// dL/dy = -g w logit(x) = -g w ln(x / (1 - x)), divided by n for 'mean'
+template <typename acc_t>
+struct BceTargetBackwardOp {
+  static constexpr int arity = 3;  // g, x, w
+  acc_t divisor;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T g, T x, T w) const {
+    return -Math<T>::log(x / (T(1) - x)) * g * w / T(divisor);
+  }
+};
+
+// --- binary cross-entropy on logits -------------------------------------------------------------
+
+// ln sigmoid(x) = min(x, 0) - ln(1 + e^-|x|): never overflows
+template <typename T>
+C10_HOST_DEVICE inline T log_sigmoid(T x) {
+  using M = Math<T>;
+  return M::min(x, T(0)) - M::log1p(M::exp(-M::abs(x)));
+}
+
+// L = w ((1 - y) x - l ln sigmoid(x)), l = 1 + (p - 1) y with pos_weight p (l = 1 without)
+template <typename acc_t>
+struct BceLogitsOp {
+  static constexpr bool kIsLoss = true;  // a forward loss: may be summed
+  static constexpr int arity = 4;  // x, y, w, p
+  bool has_pos_weight;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T x, T y, T w, T p) const {
+    const T ls = log_sigmoid(x);
+    const T weighted_ls = has_pos_weight ? ((p - T(1)) * y + T(1)) * ls : ls;
+    return ((T(1) - y) * x - weighted_ls) * w;
+  }
+};
+
+// dL/dx = g w ((p y + 1 - y) sigmoid(x) - p y)   (sigmoid(x) - y without p), divided by n for 'mean'
+template <typename acc_t>
+struct BceLogitsBackwardOp {
+  static constexpr int arity = 5;  // g, x, y, w, p
+  bool has_pos_weight;
+  acc_t divisor;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T g, T x, T y, T w, T p) const {
+    const T s = SigmoidOp<acc_t>{}(x);
+    T d;
+    if (has_pos_weight) {
+      const T py = p * y;
+      d = (py + T(1) - y) * s - py;
+    } else {
+      d = s - y;
+    }
+    return d * g * w / T(divisor);
+  }
+};
+
+// dL/dy = g w (ln sigmoid(-x) - p ln sigmoid(x))   (-x without p), divided by n for 'mean'
+template <typename acc_t>
+struct BceLogitsTargetBackwardOp {
+  static constexpr int arity = 4;  // g, x, w, p
+  bool has_pos_weight;
+  acc_t divisor;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T g, T x, T w, T p) const {
+    const T d = has_pos_weight ? log_sigmoid(-x) - log_sigmoid(x) * p : -x;
+    return d * g * w / T(divisor);
+  }
+};
+
+// --- mean squared error --------------------------------------------------------------------------
+
+// L = (x - y)^2
+template <typename acc_t>
+struct MseOp {
+  static constexpr bool kIsLoss = true;  // a forward loss: may be summed
+  static constexpr int arity = 2;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T x, T y) const {
+    const T d = x - y;
+    return d * d;
+  }
+};
+
+// dL/dx = norm (x - y) g, norm = 2 (2/n for 'mean');  dL/dy is the same with x and y swapped
+template <typename acc_t>
+struct MseBackwardOp {
+  static constexpr int arity = 3;  // g, x, y
+  acc_t norm;
+  template <typename T>
+  C10_HOST_DEVICE T operator()(T g, T x, T y) const { return T(norm) * (x - y) * g; }
+};
+
+// --- the formula a front-end asks a loop to run --------------------------------------------------
+
+enum class OpKind : int8_t {
+  Add, Mul, Sigmoid, SigmoidBackward,
+  Bce, BceBackward, BceTargetBackward,
+  BceLogits, BceLogitsBackward, BceLogitsTargetBackward,
+  Mse, MseBackward,
+};
+
+constexpr int kMaxArity = 5;
+
+// One call of a formula: which op, its host constants, and for each argument whether it is
+// read from the next tensor input of the iterator or is a constant (a Python number, a CPU
+// 0-d tensor beside a CUDA tensor, or an absent weight, which is 1).
+struct Formula {
+  OpKind op;
+  double param = 0;          // add: alpha; a loss backward: divisor or norm
+  bool flag = false;         // BCE with logits: pos_weight given
+  bool is_const[kMaxArity] = {false, false, false, false, false};
+  double value[kMaxArity] = {0, 0, 0, 0, 0};
+
+  Formula& constant(int arg, double v) {
+    is_const[arg] = true;
+    value[arg] = v;
+    return *this;
+  }
+};
+
+// Calls fn(op) with the functor for f.op, its constants cast to acc_t. One switch for both devices.
+template <typename acc_t, typename Fn>
+inline void visit_formula(const Formula& f, Fn&& fn) {
+  const acc_t p = static_cast<acc_t>(f.param);
+  switch (f.op) {
+    case OpKind::Add: return fn(AddOp<acc_t>{p});
+    case OpKind::Mul: return fn(MulOp<acc_t>{});
+    case OpKind::Sigmoid: return fn(SigmoidOp<acc_t>{});
+    case OpKind::SigmoidBackward: return fn(SigmoidBackwardOp<acc_t>{});
+    case OpKind::Bce: return fn(BceOp<acc_t>{});
+    case OpKind::BceBackward: return fn(BceBackwardOp<acc_t>{p});
+    case OpKind::BceTargetBackward: return fn(BceTargetBackwardOp<acc_t>{p});
+    case OpKind::BceLogits: return fn(BceLogitsOp<acc_t>{f.flag});
+    case OpKind::BceLogitsBackward: return fn(BceLogitsBackwardOp<acc_t>{f.flag, p});
+    case OpKind::BceLogitsTargetBackward: return fn(BceLogitsTargetBackwardOp<acc_t>{f.flag, p});
+    case OpKind::Mse: return fn(MseOp<acc_t>{});
+    case OpKind::MseBackward: return fn(MseBackwardOp<acc_t>{p});
+  }
+}
+
+// Whether a formula's first two arguments must lie in [0, 1] (BCE's input and target).
+template <typename Op, typename = void>
+struct ChecksUnitInterval : std::false_type {};
+template <typename Op>
+struct ChecksUnitInterval<Op, std::void_t<decltype(Op::kUnitIntervalArgs)>>
+    : std::bool_constant<Op::kUnitIntervalArgs> {};
+
+// Whether a formula is a forward loss, the only formulas the summing loops instantiate.
+template <typename Op, typename = void>
+struct IsLoss : std::false_type {};
+template <typename Op>
+struct IsLoss<Op, std::void_t<decltype(Op::kIsLoss)>> : std::bool_constant<Op::kIsLoss> {};
+
+}  // namespace pyext

@@ -1,0 +1,375 @@
+// Every pyext op: its schema (declared once, below), its device-agnostic front-end and its
+// registration for CPU and CUDA. A front-end validates and names what is wrong, promotes dtypes
+// as torch does, plans the iteration (at::TensorIterator: broadcasting without copies, any
+// strides, 64-bit sizes, overlap checks), then hands a Formula to the device loop; a loss also
+// picks 'none' (elementwise) or 'mean'/'sum' (one fused summing pass).
+#include <ATen/ATen.h>
+#include <ATen/ExpandUtils.h>
+#include <ATen/native/TypeProperties.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <vector>
+
+#include "kernels.h"
+
+namespace pyext {
+namespace {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+enum Reduction : int64_t { kNone = 0, kMean = 1, kSum = 2 };  // at::Reduction's values
+
+// --- checks: one line each, naming the op and the argument ---------------------------------------
+
+bool is_supported(at::ScalarType t) {
+  return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
+}
+
+void check_reduction(const char* op, int64_t reduction) {
+  TORCH_CHECK(reduction == kNone || reduction == kMean || reduction == kSum, op,
+              ": reduction must be 0 ('none'), 1 ('mean') or 2 ('sum'), but got ", reduction);
+}
+
+void check_same_shape(const char* op, const Tensor& input, const Tensor& other, const char* name) {
+  TORCH_CHECK(other.sizes() == input.sizes(), op, ": ", name, " has shape ", other.sizes(),
+              " but input has shape ", input.sizes(), "; they must be the same");
+}
+
+void check_broadcasts_to(const char* op, const OptTensor& t, const char* name, const Tensor& input) {
+  if (!t || !t->defined()) return;
+  TORCH_CHECK(at::is_expandable_to(t->sizes(), input.sizes()), op, ": ", name, " has shape ",
+              t->sizes(), ", which does not broadcast to the input shape ", input.sizes());
+}
+
+void check_loss_grad(const char* op, const Tensor& grad, const Tensor& input, int64_t reduction) {
+  if (reduction == kNone) {
+    check_broadcasts_to(op, grad, "grad_output", input);
+  } else {
+    TORCH_CHECK(grad.numel() == 1, op, ": grad_output of a reduced loss must have one element, but has shape ",
+                grad.sizes());
+  }
+}
+
+// --- the one path from checked arguments to a device loop ----------------------------------------
+
+// A tensor argument of a formula, by name; an undefined one must be a constant of the formula.
+struct Arg {
+  const char* name;
+  Tensor tensor;
+};
+
+int run(const char* op, at::TensorIterator& iter, const Formula& f, const Tensor* sum_out, double divisor) {
+  switch (iter.device_type()) {
+    case at::kCPU:
+      return sum_out ? cpu::sum(iter, f, *sum_out, divisor) : cpu::elementwise(iter, f);
+    case at::kCUDA:
+#ifdef PYEXT_WITH_CUDA
+      return sum_out ? cuda::sum(iter, f, *sum_out, divisor) : cuda::elementwise(iter, f);
+#else
+      TORCH_CHECK(false, op, ": pyext was built without CUDA (no CUDA toolkit was found, or PYEXT_CPU_ONLY "
+                  "was set); rebuild it with nvcc available: pip install --no-build-isolation -e .");
+#endif
+    default:
+      TORCH_CHECK(false, op, ": pyext has no kernels for device type ", iter.device_type());
+  }
+}
+
+// Runs formula f over args. Writes into `inplace` when given; with reduction 'mean' or 'sum'
+// returns a 0-d tensor holding the sum of f (divided by the element count for 'mean').
+Tensor launch(const char* op, const Formula& f, const std::vector<Arg>& args, const Tensor* inplace = nullptr,
+              int64_t reduction = kNone) {
+  // Devices: every tensor where the first is.
+  const Arg& first = args.front();
+  for (const Arg& a : args) {
+    if (!a.tensor.defined()) continue;
+    TORCH_CHECK(a.tensor.device() == first.tensor.device(), op, ": expected ", a.name, " to be on ",
+                first.tensor.device(), " like ", first.name, ", but it is on ", a.tensor.device());
+  }
+  // Dtypes: torch's promotion, then only what our kernels compute.
+  at::native::ResultTypeState state;
+  for (const Arg& a : args) {
+    if (a.tensor.defined()) state = at::native::update_result_type_state(a.tensor, state);
+  }
+  const at::ScalarType dtype = at::native::result_type(state);
+  TORCH_CHECK(is_supported(dtype), op, ": unsupported dtype ", dtype,
+              " (pyext kernels take float32, float64, float16 and bfloat16)");
+  if (inplace && inplace->scalar_type() != dtype) {
+    // Compute in the promoted dtype, then store into self, as torch's in-place ops do.
+    TORCH_CHECK(at::canCast(dtype, inplace->scalar_type()), op, ": result type ", dtype,
+                " can't be cast to the desired output type ", inplace->scalar_type());
+    return inplace->copy_(launch(op, f, args, nullptr, reduction));
+  }
+
+  at::TensorIteratorConfig config;
+  config.check_all_same_dtype(true);
+  if (reduction == kNone) config.add_output(inplace ? *inplace : Tensor());
+  for (size_t i = 0; i < args.size(); ++i) {
+    const Tensor& t = args[i].tensor;
+    TORCH_INTERNAL_ASSERT(t.defined() != f.is_const[i], op, ": argument ", args[i].name, " is misassigned");
+    if (t.defined()) config.add_const_input(t.scalar_type() == dtype ? t : t.to(dtype));
+  }
+  at::TensorIterator iter = config.build();
+
+  Tensor out;
+  int errors = 0;
+  if (reduction == kNone) {
+    errors = run(op, iter, f, nullptr, 1.0);
+    out = iter.output();
+  } else {
+    out = at::empty({}, first.tensor.options().dtype(dtype));
+    const double divisor = reduction == kMean ? static_cast<double>(iter.numel()) : 1.0;
+    errors = run(op, iter, f, &out, divisor);
+  }
+  TORCH_CHECK(!(errors & kArg0OutOfRange), op, ": all elements of ", args[0].name, " should be between 0 and 1");
+  TORCH_CHECK(!(errors & kArg1OutOfRange), op, ": all elements of ", args[1].name, " should be between 0 and 1");
+  return out;
+}
+
+// A weight that is absent is the constant 1.
+Arg optional_arg(Formula& f, int index, const char* name, const OptTensor& t) {
+  if (t && t->defined()) return {name, *t};
+  f.constant(index, 1.0);
+  return {name, Tensor()};
+}
+
+// --- add, mul: `other` may be a tensor or a number ----------------------------------------------
+
+// A CPU 0-d tensor (a Python number arrives as one) is read once on the host and passed to the
+// loop as a constant, so it may sit beside a CUDA tensor, as in torch.
+Tensor binary(const char* op, Formula f, const Tensor& self, const Tensor& other, const Tensor* inplace) {
+  Tensor other_tensor = other;
+  if (other.dim() == 0 && other.is_cpu()) {
+    TORCH_CHECK(!other.is_complex(), op, ": complex other is not supported");
+    f.constant(1, other.item<double>());
+    other_tensor = Tensor();
+  }
+  // Promote with `other` as given (a wrapped number does not lift self's dtype), then run.
+  const at::ScalarType dtype = at::result_type(self, other);
+  TORCH_CHECK(is_supported(dtype), op, ": unsupported dtype ", dtype,
+              " (pyext kernels take float32, float64, float16 and bfloat16)");
+  const Tensor input = self.scalar_type() == dtype ? self : self.to(dtype);
+  return launch(op, f, {{"input", input}, {"other", other_tensor}}, inplace);
+}
+
+Tensor wrapped(const c10::Scalar& s) {
+  Tensor t = at::scalar_to_tensor(s);
+  t.unsafeGetTensorImpl()->set_wrapped_number(true);
+  return t;
+}
+
+Formula add_formula(const c10::Scalar& alpha) {
+  TORCH_CHECK(!alpha.isComplex() && !alpha.isBoolean(), "add: alpha must be a real number, but got ", alpha);
+  Formula f{OpKind::Add};
+  f.param = alpha.toDouble();
+  return f;
+}
+
+Tensor add_tensor(const Tensor& self, const Tensor& other, const c10::Scalar& alpha) {
+  return binary("add", add_formula(alpha), self, other, nullptr);
+}
+Tensor add_scalar(const Tensor& self, const c10::Scalar& other, const c10::Scalar& alpha) {
+  return binary("add", add_formula(alpha), self, wrapped(other), nullptr);
+}
+Tensor& add__tensor(Tensor& self, const Tensor& other, const c10::Scalar& alpha) {
+  binary("add_", add_formula(alpha), self, other, &self);
+  return self;
+}
+Tensor& add__scalar(Tensor& self, const c10::Scalar& other, const c10::Scalar& alpha) {
+  binary("add_", add_formula(alpha), self, wrapped(other), &self);
+  return self;
+}
+Tensor mul_tensor(const Tensor& self, const Tensor& other) {
+  return binary("mul", Formula{OpKind::Mul}, self, other, nullptr);
+}
+Tensor mul_scalar(const Tensor& self, const c10::Scalar& other) {
+  return binary("mul", Formula{OpKind::Mul}, self, wrapped(other), nullptr);
+}
+Tensor& mul__tensor(Tensor& self, const Tensor& other) {
+  binary("mul_", Formula{OpKind::Mul}, self, other, &self);
+  return self;
+}
+Tensor& mul__scalar(Tensor& self, const c10::Scalar& other) {
+  binary("mul_", Formula{OpKind::Mul}, self, wrapped(other), &self);
+  return self;
+}
+
+// --- sigmoid -------------------------------------------------------------------------------------
+
+Tensor sigmoid(const Tensor& self) {
+  // Integer inputs give the default float dtype, as torch.sigmoid does.
+  const Tensor input = at::isIntegralType(self.scalar_type(), /*includeBool=*/true)
+                           ? self.to(at::typeMetaToScalarType(at::get_default_dtype()))
+                           : self;
+  return launch("sigmoid", Formula{OpKind::Sigmoid}, {{"input", input}});
+}
+
+Tensor sigmoid_backward(const Tensor& grad_output, const Tensor& output) {
+  return launch("sigmoid_backward", Formula{OpKind::SigmoidBackward},
+                {{"grad_output", grad_output}, {"output", output}});
+}
+
+// --- binary cross-entropy ------------------------------------------------------------------------
+
+Tensor binary_cross_entropy(const Tensor& self, const Tensor& target, const OptTensor& weight, int64_t reduction) {
+  const char* op = "binary_cross_entropy";
+  check_reduction(op, reduction);
+  check_same_shape(op, self, target, "target");
+  check_broadcasts_to(op, weight, "weight", self);
+  Formula f{OpKind::Bce};
+  const Arg w = optional_arg(f, 2, "weight", weight);
+  return launch(op, f, {{"input", self}, {"target", target}, w}, nullptr, reduction);
+}
+
+Tensor binary_cross_entropy_backward(const Tensor& grad, const Tensor& self, const Tensor& target,
+                                     const OptTensor& weight, int64_t reduction) {
+  const char* op = "binary_cross_entropy_backward";
+  check_reduction(op, reduction);
+  check_same_shape(op, self, target, "target");
+  check_broadcasts_to(op, weight, "weight", self);
+  check_loss_grad(op, grad, self, reduction);
+  Formula f{OpKind::BceBackward};
+  f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
+  const Arg w = optional_arg(f, 3, "weight", weight);
+  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w});
+}
+
+Tensor binary_cross_entropy_target_backward(const Tensor& grad, const Tensor& self, const OptTensor& weight,
+                                            int64_t reduction) {
+  const char* op = "binary_cross_entropy_target_backward";
+  check_reduction(op, reduction);
+  check_broadcasts_to(op, weight, "weight", self);
+  check_loss_grad(op, grad, self, reduction);
+  Formula f{OpKind::BceTargetBackward};
+  f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
+  const Arg w = optional_arg(f, 2, "weight", weight);
+  return launch(op, f, {{"grad_output", grad}, {"input", self}, w});
+}
+
+// --- binary cross-entropy with logits ------------------------------------------------------------
+
+Tensor binary_cross_entropy_with_logits(const Tensor& self, const Tensor& target, const OptTensor& weight,
+                                        const OptTensor& pos_weight, int64_t reduction) {
+  const char* op = "binary_cross_entropy_with_logits";
+  check_reduction(op, reduction);
+  check_same_shape(op, self, target, "target");
+  check_broadcasts_to(op, weight, "weight", self);
+  check_broadcasts_to(op, pos_weight, "pos_weight", self);
+  Formula f{OpKind::BceLogits};
+  f.flag = pos_weight && pos_weight->defined();
+  const Arg w = optional_arg(f, 2, "weight", weight);
+  const Arg p = optional_arg(f, 3, "pos_weight", pos_weight);
+  return launch(op, f, {{"input", self}, {"target", target}, w, p}, nullptr, reduction);
+}
+
+Tensor binary_cross_entropy_with_logits_backward(const Tensor& grad, const Tensor& self, const Tensor& target,
+                                                 const OptTensor& weight, const OptTensor& pos_weight,
+                                                 int64_t reduction) {
+  const char* op = "binary_cross_entropy_with_logits_backward";
+  check_reduction(op, reduction);
+  check_same_shape(op, self, target, "target");
+  check_broadcasts_to(op, weight, "weight", self);
+  check_broadcasts_to(op, pos_weight, "pos_weight", self);
+  check_loss_grad(op, grad, self, reduction);
+  Formula f{OpKind::BceLogitsBackward};
+  f.flag = pos_weight && pos_weight->defined();
+  f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
+  const Arg w = optional_arg(f, 3, "weight", weight);
+  const Arg p = optional_arg(f, 4, "pos_weight", pos_weight);
+  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w, p});
+}
+
+Tensor binary_cross_entropy_with_logits_target_backward(const Tensor& grad, const Tensor& self,
+                                                        const OptTensor& weight, const OptTensor& pos_weight,
+                                                        int64_t reduction) {
+  const char* op = "binary_cross_entropy_with_logits_target_backward";
+  check_reduction(op, reduction);
+  check_broadcasts_to(op, weight, "weight", self);
+  check_broadcasts_to(op, pos_weight, "pos_weight", self);
+  check_loss_grad(op, grad, self, reduction);
+  Formula f{OpKind::BceLogitsTargetBackward};
+  f.flag = pos_weight && pos_weight->defined();
+  f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
+  const Arg w = optional_arg(f, 2, "weight", weight);
+  const Arg p = optional_arg(f, 3, "pos_weight", pos_weight);
+  return launch(op, f, {{"grad_output", grad}, {"input", self}, w, p});
+}
+
+// --- mean squared error: input and target broadcast, as in torch ---------------------------------
+
+Tensor mse_loss(const Tensor& self, const Tensor& target, int64_t reduction) {
+  const char* op = "mse_loss";
+  check_reduction(op, reduction);
+  return launch(op, Formula{OpKind::Mse}, {{"input", self}, {"target", target}}, nullptr, reduction);
+}
+
+// Gradient for `self`; the gradient for target is this with self and target swapped.
+Tensor mse_loss_backward(const Tensor& grad, const Tensor& self, const Tensor& target, int64_t reduction) {
+  const char* op = "mse_loss_backward";
+  check_reduction(op, reduction);
+  const auto shape = at::infer_size(self.sizes(), target.sizes());
+  const int64_t numel = c10::multiply_integers(shape);
+  if (reduction != kNone) {
+    TORCH_CHECK(grad.numel() == 1, op, ": grad_output of a reduced loss must have one element, but has shape ",
+                grad.sizes());
+  }
+  Formula f{OpKind::MseBackward};
+  f.param = reduction == kMean ? 2.0 / static_cast<double>(numel) : 2.0;
+  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}});
+}
+
+}  // namespace
+
+TORCH_LIBRARY(pyext, m) {
+  m.def("add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor");
+  m.def("add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor");
+  m.def("add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)");
+  m.def("add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)");
+  m.def("mul.Tensor(Tensor self, Tensor other) -> Tensor");
+  m.def("mul.Scalar(Tensor self, Scalar other) -> Tensor");
+  m.def("mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)");
+  m.def("mul_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)");
+  m.def("sigmoid(Tensor self) -> Tensor");
+  m.def("sigmoid_backward(Tensor grad_output, Tensor output) -> Tensor");
+  m.def("binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) -> Tensor");
+  m.def("binary_cross_entropy_backward(Tensor grad_output, Tensor self, Tensor target, Tensor? weight=None, "
+        "int reduction=1) -> Tensor");
+  m.def("binary_cross_entropy_target_backward(Tensor grad_output, Tensor self, Tensor? weight=None, "
+        "int reduction=1) -> Tensor");
+  m.def("binary_cross_entropy_with_logits(Tensor self, Tensor target, Tensor? weight=None, "
+        "Tensor? pos_weight=None, int reduction=1) -> Tensor");
+  m.def("binary_cross_entropy_with_logits_backward(Tensor grad_output, Tensor self, Tensor target, "
+        "Tensor? weight=None, Tensor? pos_weight=None, int reduction=1) -> Tensor");
+  m.def("binary_cross_entropy_with_logits_target_backward(Tensor grad_output, Tensor self, "
+        "Tensor? weight=None, Tensor? pos_weight=None, int reduction=1) -> Tensor");
+  m.def("mse_loss(Tensor self, Tensor target, int reduction=1) -> Tensor");
+  m.def("mse_loss_backward(Tensor grad_output, Tensor self, Tensor target, int reduction=1) -> Tensor");
+}
+
+// The front-ends are device-agnostic: the same functions serve CPU and CUDA tensors.
+#define PYEXT_REGISTER_FRONT_ENDS(m)                                                             \
+  m.impl("add.Tensor", &add_tensor);                                                             \
+  m.impl("add.Scalar", &add_scalar);                                                             \
+  m.impl("add_.Tensor", &add__tensor);                                                           \
+  m.impl("add_.Scalar", &add__scalar);                                                           \
+  m.impl("mul.Tensor", &mul_tensor);                                                             \
+  m.impl("mul.Scalar", &mul_scalar);                                                             \
+  m.impl("mul_.Tensor", &mul__tensor);                                                           \
+  m.impl("mul_.Scalar", &mul__scalar);                                                           \
+  m.impl("sigmoid", &sigmoid);                                                                   \
+  m.impl("sigmoid_backward", &sigmoid_backward);                                                 \
+  m.impl("binary_cross_entropy", &binary_cross_entropy);                                         \
+  m.impl("binary_cross_entropy_backward", &binary_cross_entropy_backward);                       \
+  m.impl("binary_cross_entropy_target_backward", &binary_cross_entropy_target_backward);         \
+  m.impl("binary_cross_entropy_with_logits", &binary_cross_entropy_with_logits);                 \
+  m.impl("binary_cross_entropy_with_logits_backward", &binary_cross_entropy_with_logits_backward); \
+  m.impl("binary_cross_entropy_with_logits_target_backward",                                     \
+         &binary_cross_entropy_with_logits_target_backward);                                     \
+  m.impl("mse_loss", &mse_loss);                                                                 \
+  m.impl("mse_loss_backward", &mse_loss_backward);
+
+TORCH_LIBRARY_IMPL(pyext, CPU, m) { PYEXT_REGISTER_FRONT_ENDS(m) }
+TORCH_LIBRARY_IMPL(pyext, CUDA, m) { PYEXT_REGISTER_FRONT_ENDS(m) }
+
+}  // namespace pyext

@@ -1,0 +1,107 @@
+"""Build pyext's C++ (CPU) and, when a CUDA toolkit is found, CUDA kernels.
+
+Knobs (environment variables):
+  PYEXT_CPU_ONLY=1          build the CPU kernels only, even with a CUDA toolkit present.
+  CUDA_HOME=/path           the CUDA toolkit to use (else nvcc on PATH, resolved through wrapper
+                            scripts and links to its real toolkit, else /usr/local/cuda).
+  TORCH_CUDA_ARCH_LIST=...  architectures to compile for, e.g. "9.0" or "8.0;9.0+PTX". With a GPU
+                            visible torch picks its arch; with none we default to DEFAULT_ARCHS.
+  PYEXT_CPU_VEC=avx2|default  the CPU vector ISA for at::vec (default: avx2 when this CPU has it).
+"""
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_ARCHS = "8.0;9.0"  # A100 and H100/H200
+
+
+def _toolkit_of(nvcc: Path):
+    """The toolkit folder of an nvcc: follow links, and wrapper scripts that exec another nvcc."""
+    seen = set()
+    while nvcc not in seen:
+        seen.add(nvcc)
+        nvcc = nvcc.resolve()
+        home = nvcc.parent.parent
+        if (home / "include" / "cuda_runtime.h").exists():
+            return home
+        try:
+            text = nvcc.read_text(errors="ignore")[:4096]  # a script: look for the nvcc it runs
+        except OSError:
+            return None
+        targets = re.findall(r"(/\S+/bin/nvcc)\b", text)
+        if not targets:
+            return None
+        nvcc = Path(targets[0])
+    return None
+
+
+def find_cuda_home():
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var) and (Path(os.environ[var]) / "bin" / "nvcc").exists():
+            return Path(os.environ[var])
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        home = _toolkit_of(Path(nvcc))
+        if home:
+            return home
+    default = Path("/usr/local/cuda")
+    if (default / "bin" / "nvcc").exists() and (default / "include" / "cuda_runtime.h").exists():
+        return default
+    return None
+
+
+CPU_ONLY = os.environ.get("PYEXT_CPU_ONLY", "0") not in ("", "0")
+CUDA_HOME = None if CPU_ONLY else find_cuda_home()
+if CUDA_HOME is not None:
+    # torch.utils.cpp_extension reads CUDA_HOME when it is imported.
+    os.environ["CUDA_HOME"] = str(CUDA_HOME)
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
+def cpu_vec_flags():
+    choice = os.environ.get("PYEXT_CPU_VEC")
+    if choice is None:
+        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        choice = "avx2" if all(f" {f}" in flags for f in ("avx2", "fma", "f16c")) else "default"
+    if choice == "avx2":
+        return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    return ["-DCPU_CAPABILITY=DEFAULT"]
+
+
+def cuda_archs():
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if not archs and not torch.cuda.is_available():
+        archs = os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
+    if not archs:  # torch will compile for the visible GPUs
+        caps = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+        archs = ";".join(f"{a}.{b}" for a, b in sorted(caps))
+    return archs
+
+
+def extension():
+    sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
+    cxx = ["-O3", "-std=c++20", *cpu_vec_flags()]
+    if CUDA_HOME is None:
+        return CppExtension("pyext._C", sources, extra_compile_args={"cxx": cxx})
+    archs = cuda_archs()
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "cuda").glob("*.cu"))
+    nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo", "-DPYEXT_WITH_CUDA"]
+    # build_info() reports the archs; nvcc would split a comma-separated -D value, so only cxx gets it.
+    define = ["-DPYEXT_WITH_CUDA", f"-DPYEXT_CUDA_ARCHS={archs.replace(';', ',')}"]
+    print(f"pyext: building CUDA kernels with {CUDA_HOME} for TORCH_CUDA_ARCH_LIST={archs}", file=sys.stderr)
+    return CUDAExtension(
+        "pyext._C", sources, extra_compile_args={"cxx": cxx + define, "nvcc": nvcc}
+    )
+
+
+setup(
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension},
+)
