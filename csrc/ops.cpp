@@ -108,7 +108,7 @@ Tensor launch(const char* op, const Formula& f, const std::vector<Arg>& args, co
   for (size_t i = 0; i < args.size(); ++i) {
     const Tensor& t = args[i].tensor;
     TORCH_INTERNAL_ASSERT(t.defined() != f.is_const[i], op, ": argument ", args[i].name, " is misassigned");
-    if (t.defined()) config.add_const_input(t.scalar_type() == dtype ? t : t.to(dtype));
+    if (t.defined()) config.add_owned_const_input(t.scalar_type() == dtype ? t : t.to(dtype));
   }
   at::TensorIterator iter = config.build();
 

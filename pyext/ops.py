@@ -260,10 +260,9 @@ def _reduce_like(grad_input_shaped: Tensor, reduction: int, numel: int) -> Tenso
     return mul(total, 1.0 / numel) if reduction == _MEAN else total
 
 
-def _no_weight_grad(op: str, ctx, *indices):
-    for i in indices:
-        if ctx.needs_input_grad[i]:
-            raise NotImplementedError(f"pyext.{op}: the derivative for a weight argument is not implemented")
+def _no_weight_grad(op: str, *weights):
+    if any(w is not None and w.requires_grad for w in weights):
+        raise NotImplementedError(f"pyext.{op}: the derivative for 'weight' and 'pos_weight' is not implemented")
 
 
 # add / mul ------------------------------------------------------------------------------------
@@ -384,7 +383,7 @@ def _setup_loss(ctx, inputs, output):
 
 def _bce_backward(ctx, grad):
     input, target, weight = ctx.saved_tensors
-    _no_weight_grad("binary_cross_entropy", ctx, 2)
+    _no_weight_grad("binary_cross_entropy", weight)
     gi = _ops.binary_cross_entropy_backward(grad, input, target, weight, ctx.reduction) if ctx.needs_input_grad[0] else None
     gt = _ops.binary_cross_entropy_target_backward(grad, input, weight, ctx.reduction) if ctx.needs_input_grad[1] else None
     return gi, gt, None, None
@@ -392,7 +391,7 @@ def _bce_backward(ctx, grad):
 
 def _bce_logits_backward(ctx, grad):
     input, target, weight, pos_weight = ctx.saved_tensors
-    _no_weight_grad("binary_cross_entropy_with_logits", ctx, 2, 3)
+    _no_weight_grad("binary_cross_entropy_with_logits", weight, pos_weight)
     red = ctx.reduction
     gi = (_ops.binary_cross_entropy_with_logits_backward(grad, input, target, weight, pos_weight, red)
           if ctx.needs_input_grad[0] else None)
@@ -423,7 +422,7 @@ def _bce_backward_backward(ctx, gg):
     # gx = g w (x - y) / D / n, D = max(x (1 - x), eps)
     grad, x, y, w = ctx.saved_tensors
     red, n = ctx.reduction, x.numel()
-    _no_weight_grad("binary_cross_entropy_backward", ctx, 3)
+    _no_weight_grad("binary_cross_entropy_backward", w)
     scale = 1.0 / n if red == _MEAN else 1.0
     d_raw = x * (1 - x)
     d = d_raw.clamp_min(_EPS)
@@ -443,7 +442,7 @@ def _bce_target_backward_backward(ctx, gg):
     # gy = -g w logit(x) / n
     grad, x, w = ctx.saved_tensors
     red, n = ctx.reduction, x.numel()
-    _no_weight_grad("binary_cross_entropy_target_backward", ctx, 2)
+    _no_weight_grad("binary_cross_entropy_target_backward", w)
     scale = 1.0 / n if red == _MEAN else 1.0
     gw = gg if w is None else gg * w
     g_grad = (_reduce_like(_ops.binary_cross_entropy_target_backward(gg, x, w, _NONE), red, n)
@@ -456,7 +455,7 @@ def _bce_logits_backward_backward(ctx, gg):
     # gx = g w (l s - p y) / n with s = sigmoid(x), l = p y + 1 - y (gx = g w (s - y) / n without p)
     grad, x, y, w, p = ctx.saved_tensors
     red, n = ctx.reduction, x.numel()
-    _no_weight_grad("binary_cross_entropy_with_logits_backward", ctx, 3, 4)
+    _no_weight_grad("binary_cross_entropy_with_logits_backward", w, p)
     scale = 1.0 / n if red == _MEAN else 1.0
     s = sigmoid(x)
     gw = mul(gg, grad) if w is None else mul(mul(gg, grad), w)
@@ -475,7 +474,7 @@ def _bce_logits_target_backward_backward(ctx, gg):
     # gy = g w (ln sigmoid(-x) - p ln sigmoid(x)) / n  (-g w x / n without p)
     grad, x, w, p = ctx.saved_tensors
     red, n = ctx.reduction, x.numel()
-    _no_weight_grad("binary_cross_entropy_with_logits_target_backward", ctx, 2, 3)
+    _no_weight_grad("binary_cross_entropy_with_logits_target_backward", w, p)
     scale = 1.0 / n if red == _MEAN else 1.0
     gw = mul(gg, grad) if w is None else mul(mul(gg, grad), w)
     g_grad = (_reduce_like(_ops.binary_cross_entropy_with_logits_target_backward(gg, x, w, p, _NONE), red, n)

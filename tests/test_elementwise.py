@@ -1,0 +1,197 @@
+"""add, mul, sigmoid (and their in-place forms) against torch: values and gradients over
+device x dtype x shape x layout, broadcasting, numbers as operands, promotion, special values."""
+import math
+
+import pytest
+import torch
+
+import pyext.ops as P
+from conftest import DEVICES, DTYPES, LAYOUTS, SHAPES, assert_close, make, shape_id
+
+BINARY = {
+    "add": (lambda a, b: P.add(a, b), lambda a, b: torch.add(a, b)),
+    "add_alpha": (lambda a, b: P.add(a, b, alpha=-0.5), lambda a, b: torch.add(a, b, alpha=-0.5)),
+    "mul": (P.mul, torch.mul),
+}
+
+
+def grads(out, inputs, grad_out):
+    inputs = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    return torch.autograd.grad(out, inputs, grad_out, allow_unused=True)
+
+
+def check_against_torch(ours_fn, torch_fn, inputs, dtype, upcast=False, **tol):
+    """Forward and backward of ours on `inputs` against torch's on the same values.
+
+    With `upcast` (the losses), torch's op runs on half-type inputs widened to float32 (torch's CPU
+    losses round intermediates to the half type; we compute in float like its CUDA kernels), and its
+    results are rounded back to the half type before the comparison."""
+    ref_dtype = torch.float32 if upcast and dtype in (torch.float16, torch.bfloat16) else dtype
+    ref_inputs = [t.detach().to(ref_dtype, copy=True).requires_grad_(t.requires_grad)
+                  if isinstance(t, torch.Tensor) else t for t in inputs]
+    out = ours_fn(*inputs)
+    ref = torch_fn(*ref_inputs)
+    assert out.dtype == dtype and out.shape == ref.shape and out.device == ref.device
+    assert_close(out, ref.to(dtype), dtype, **tol)
+    if out.requires_grad:
+        g = torch.randn(out.shape, dtype=torch.float64).to(dtype=dtype, device=out.device)
+        for ours, theirs in zip(grads(out, inputs, g), grads(ref, ref_inputs, g.to(ref_dtype))):
+            assert ours.shape == theirs.shape
+            assert_close(ours, theirs.to(dtype), dtype, **tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("op", ["add", "add_alpha", "mul"])
+def test_binary_layouts(op, device, dtype, shape, layout):
+    ours, theirs = BINARY[op]
+    a = make(shape, dtype, device, layout).requires_grad_()
+    b = make(shape, dtype, device, "offset" if layout == "contiguous" else "contiguous").requires_grad_()
+    check_against_torch(ours, theirs, [a, b], dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_sigmoid_layouts(device, dtype, shape, layout):
+    x = make(shape, dtype, device, layout, low=-8, high=8).requires_grad_()
+    check_against_torch(P.sigmoid, torch.sigmoid, [x], dtype)
+
+
+BROADCASTS = [((20, 1), (1,)), ((5, 10, 5), (10, 5)), ((3, 1, 4), (1, 5, 1)), ((4,), ()), ((), (4,)),
+              ((2, 3), (0, 1, 3)), ((1024, 257), (257,)), ((7, 1), (7, 9))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shapes", BROADCASTS, ids=lambda s: f"{shape_id(s[0])}-{shape_id(s[1])}")
+@pytest.mark.parametrize("op", ["add", "add_alpha", "mul"])
+def test_binary_broadcast(op, device, dtype, shapes):
+    ours, theirs = BINARY[op]
+    a = make(shapes[0], dtype, device).requires_grad_()
+    b = make(shapes[1], dtype, device).requires_grad_()
+    check_against_torch(ours, theirs, [a, b], dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("other", [2.5, -3, 1e-3, 0.1, True])
+def test_number_operand(device, dtype, other):
+    x = make((4, 33), dtype, device).requires_grad_()
+    check_against_torch(lambda t: P.add(t, other, alpha=2), lambda t: torch.add(t, other, alpha=2), [x], dtype)
+    check_against_torch(lambda t: P.mul(t, other), lambda t: torch.mul(t, other), [x], dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_cpu_scalar_tensor_beside_any_device(device):
+    x = make((5, 3), torch.float32, device).requires_grad_()
+    s = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)  # 0-d CPU: a number, as in torch
+    out = P.mul(x, s)
+    ref = torch.mul(x.detach(), s.detach())
+    assert out.dtype == ref.dtype == torch.float32
+    torch.testing.assert_close(out, ref)
+    gx, gs = torch.autograd.grad(out.sum(), [x, s])
+    torch.testing.assert_close(gx, torch.full_like(x, 1.5))
+    assert gs.device.type == "cpu" and gs.dtype == torch.float64
+    torch.testing.assert_close(gs, x.detach().sum().to("cpu", torch.float64))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "a_dtype,b_dtype",
+    [(torch.float16, torch.float32), (torch.bfloat16, torch.float64), (torch.int64, torch.float32),
+     (torch.float32, torch.int32)],
+)
+def test_type_promotion(device, a_dtype, b_dtype):
+    a = (torch.randn(6, 4) * 5).to(device=device, dtype=a_dtype)
+    b = (torch.randn(4) * 5).to(device=device, dtype=b_dtype)
+    for ours, theirs in (BINARY["add"], BINARY["mul"]):
+        out, ref = ours(a, b), theirs(a, b)
+        assert out.dtype == ref.dtype
+        torch.testing.assert_close(out, ref)
+    x = torch.arange(6, device=device)  # integer input: sigmoid gives the default float dtype
+    torch.testing.assert_close(P.sigmoid(x), torch.sigmoid(x))
+    torch.testing.assert_close(P.mul(x, 0.5), torch.mul(x, 0.5))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "offset", "stepped"])
+@pytest.mark.parametrize("other_shape", [(9, 17), (17,), ()], ids=shape_id)
+def test_inplace(device, dtype, layout, other_shape):
+    x = make((9, 17), dtype, device, layout)
+    y = make(other_shape, dtype, device)
+    # alpha = 2 is exact in every dtype: torch rounds alpha * other to the half type, we do not
+    for ours, theirs, kw in ((P.add_, torch.Tensor.add_, {"alpha": 2}), (P.mul_, torch.Tensor.mul_, {})):
+        expected = theirs(x.clone(), y, **kw)
+        ptr, strides = x.data_ptr(), x.stride()
+        out = ours(x, y, **kw)
+        assert out is x and x.data_ptr() == ptr and x.stride() == strides
+        assert_close(x, expected, dtype)
+        expected = theirs(x.clone(), 0.75)
+        ours(x, 0.75)
+        assert_close(x, expected, dtype)
+
+
+def test_inplace_promotes_then_casts():
+    x = torch.randn(8, dtype=torch.float16)
+    y = torch.randn(8, dtype=torch.float32)
+    expected = x.clone().add_(y, alpha=0.5)
+    P.add_(x, y, alpha=0.5)
+    torch.testing.assert_close(x, expected)
+    with pytest.raises(RuntimeError, match="result type Float can't be cast to the desired output type Long"):
+        P.add_(torch.arange(3), 0.5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_inplace_autograd(device):
+    w = torch.randn(5, device=device, requires_grad=True)
+    y = torch.randn(5, device=device, requires_grad=True)
+    z = torch.randn(5, device=device, requires_grad=True)
+
+    def run(add_, mul_):
+        t = w * 1.0  # a non-leaf, so in-place is allowed
+        add_(t, y, alpha=2.0)
+        mul_(t, z)
+        return torch.autograd.grad(t.sum(), [w, y, z])
+
+    ours = run(P.add_, P.mul_)
+    ref = run(torch.Tensor.add_, torch.Tensor.mul_)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_special_values(device, dtype):
+    specials = [0.0, -0.0, 1.0, -1.0, 1000.0, -1000.0, math.inf, -math.inf, math.nan, 88.0, -88.0, 1e-30]
+    x = torch.tensor(specials, dtype=dtype, device=device)
+    y = x.flip(0)
+    torch.testing.assert_close(P.sigmoid(x), torch.sigmoid(x), equal_nan=True)
+    assert P.sigmoid(torch.tensor([1000.0, -1000.0], dtype=dtype, device=device)).tolist() == [1.0, 0.0]
+    torch.testing.assert_close(P.add(x, y), torch.add(x, y), equal_nan=True)
+    torch.testing.assert_close(P.mul(x, y), torch.mul(x, y), equal_nan=True)
+    torch.testing.assert_close(P.mul(x, math.inf), torch.mul(x, math.inf), equal_nan=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_vector_path_tails(device):
+    # every length around the vector widths (8, 16 on CPU; 4 and 8 per 16-byte load on CUDA)
+    for n in range(1, 70):
+        for dtype in (torch.float32, torch.bfloat16):
+            a = make((n,), dtype, device)
+            b = make((n,), dtype, device, "offset")
+            torch.testing.assert_close(P.add(a, b), torch.add(a, b))
+            torch.testing.assert_close(P.sigmoid(b), torch.sigmoid(b))
+
+
+def test_tutorial_second_derivative():
+    # d^2(x^2)/dx^2 = 2, computed with create_graph=True as the tutorial does
+    x = torch.tensor(3.0, requires_grad=True)
+    y = P.mul(x, x)
+    (dy,) = torch.autograd.grad(y, x, create_graph=True)
+    (d2y,) = torch.autograd.grad(dy, x)
+    assert dy.item() == 6.0 and d2y.item() == 2.0

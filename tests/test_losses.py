@@ -1,0 +1,196 @@
+"""binary_cross_entropy, binary_cross_entropy_with_logits and mse_loss against torch.nn.functional:
+values and gradients (input and target) over device x dtype x shape x layout x reduction, with and
+without weights, special values, and the accuracy of large reductions."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pyext.ops as P
+from conftest import DEVICES, DTYPES, LAYOUTS, SHAPES, assert_close, make, shape_id
+from test_elementwise import check_against_torch
+
+REDUCTIONS = ["none", "mean", "sum"]
+
+
+def weight_for(shape, kind, dtype, device):
+    if kind is None or not shape and kind == "row":
+        return None
+    if kind == "full":
+        return make(shape, dtype, device, low=0.5, high=2.0)
+    if kind == "row":  # broadcasts along every dimension but the last
+        return make(shape[-1:], dtype, device, low=0.5, high=2.0)
+    if kind == "0d":
+        return make((), dtype, device, low=0.5, high=2.0)
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce(device, dtype, shape, layout, reduction):
+    x = make(shape, dtype, device, layout, low=0.01, high=0.99).requires_grad_()
+    y = make(shape, dtype, device, low=0.0, high=1.0).requires_grad_()
+    check_against_torch(
+        lambda a, b: P.binary_cross_entropy(a, b, reduction=reduction),
+        lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction),
+        [x, y], dtype, upcast=True,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_with_logits(device, dtype, shape, layout, reduction):
+    x = make(shape, dtype, device, layout).mul(3).detach().requires_grad_()
+    y = make(shape, dtype, device, low=0.0, high=1.0).requires_grad_()
+    check_against_torch(
+        lambda a, b: P.binary_cross_entropy_with_logits(a, b, reduction=reduction),
+        lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction),
+        [x, y], dtype, upcast=True,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mse(device, dtype, shape, layout, reduction):
+    x = make(shape, dtype, device, layout).requires_grad_()
+    y = make(shape, dtype, device, "offset").requires_grad_()
+    check_against_torch(
+        lambda a, b: P.mse_loss(a, b, reduction=reduction),
+        lambda a, b: F.mse_loss(a, b, reduction=reduction),
+        [x, y], dtype, upcast=True,
+    )
+
+
+WEIGHTS = ["full", "row", "0d"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(1,), (1023,), (3, 5, 7)], ids=shape_id)
+@pytest.mark.parametrize("weight", WEIGHTS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_weight(device, dtype, shape, weight, reduction):
+    x = make(shape, dtype, device, "transposed", low=0.01, high=0.99).requires_grad_()
+    y = make(shape, dtype, device, low=0.0, high=1.0).requires_grad_()
+    w = weight_for(shape, weight, dtype, device)
+    check_against_torch(
+        lambda a, b: P.binary_cross_entropy(a, b, w, reduction=reduction),
+        lambda a, b: F.binary_cross_entropy(a, b, w, reduction=reduction),
+        [x, y], dtype, upcast=True,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(1,), (1023,), (3, 5, 7)], ids=shape_id)
+@pytest.mark.parametrize("weight", [None, *WEIGHTS])
+@pytest.mark.parametrize("pos_weight", [None, *WEIGHTS])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_with_logits_weights(device, dtype, shape, weight, pos_weight, reduction):
+    x = make(shape, dtype, device, "stepped").mul(3).detach().requires_grad_()
+    y = make(shape, dtype, device, low=0.0, high=1.0).requires_grad_()
+    w = weight_for(shape, weight, dtype, device)
+    pw = weight_for(shape, pos_weight, dtype, device)
+    check_against_torch(
+        lambda a, b: P.binary_cross_entropy_with_logits(a, b, w, reduction=reduction, pos_weight=pw),
+        lambda a, b: F.binary_cross_entropy_with_logits(a, b, w, reduction=reduction, pos_weight=pw),
+        [x, y], dtype, upcast=True,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mse_broadcasts_with_torch_warning(device, reduction):
+    x = make((20, 1), torch.float32, device).requires_grad_()
+    y = make((20,), torch.float32, device).requires_grad_()
+    with pytest.warns(UserWarning, match="different to the input size"):
+        out = P.mse_loss(x, y, reduction=reduction)
+    with pytest.warns(UserWarning):
+        ref = F.mse_loss(x, y, reduction=reduction)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(torch.autograd.grad(out.sum(), [x, y]), torch.autograd.grad(ref.sum(), [x, y])):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_bce_at_zero_and_one(device, dtype):
+    x = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.5, 1e-30], dtype=dtype, device=device, requires_grad=True)
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5, 1.0], dtype=dtype, device=device)
+    out = P.binary_cross_entropy(x, y, reduction="none")
+    ref = F.binary_cross_entropy(x, y, reduction="none")
+    torch.testing.assert_close(out, ref, equal_nan=True)
+    assert out[1].item() == 100.0 and out[2].item() == 100.0  # ln clamped at -100
+    # torch rounds its 1e-12 clamp to the half type (0), giving 0/0 = NaN at x = y = 0 in float16;
+    # pyext clamps in float, so its half-type gradients are torch's float32 ones, rounded
+    x32 = x.detach().float().requires_grad_()
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (g_ref,) = torch.autograd.grad(F.binary_cross_entropy(x32, y.float(), reduction="sum"), x32)
+    torch.testing.assert_close(g, g_ref.to(dtype), equal_nan=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_special_values_propagate_like_torch(device, dtype):
+    specials = torch.tensor([0.0, -0.0, 1000.0, -1000.0, math.inf, -math.inf, math.nan, 30.0, -30.0],
+                            dtype=dtype, device=device)
+    targets = torch.tensor([0.0, 1.0, 0.5, 1.0, 0.0, 1.0, 0.5, math.nan, math.inf], dtype=dtype, device=device)
+    pw = torch.tensor(2.0, dtype=dtype, device=device)
+    for reduction in REDUCTIONS:
+        torch.testing.assert_close(
+            P.binary_cross_entropy_with_logits(specials, targets, reduction=reduction),
+            F.binary_cross_entropy_with_logits(specials, targets, reduction=reduction), equal_nan=True)
+        torch.testing.assert_close(
+            P.binary_cross_entropy_with_logits(specials, targets, pos_weight=pw, reduction=reduction),
+            F.binary_cross_entropy_with_logits(specials, targets, pos_weight=pw, reduction=reduction),
+            equal_nan=True)
+        torch.testing.assert_close(P.mse_loss(specials, targets, reduction=reduction),
+                                   F.mse_loss(specials, targets, reduction=reduction), equal_nan=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_reductions_match_torch(device):
+    x = torch.empty(0, 3, device=device)
+    for reduction in REDUCTIONS:
+        torch.testing.assert_close(P.binary_cross_entropy(x, x, reduction=reduction),
+                                   F.binary_cross_entropy(x, x, reduction=reduction), equal_nan=True)
+        torch.testing.assert_close(P.mse_loss(x, x, reduction=reduction),
+                                   F.mse_loss(x, x, reduction=reduction), equal_nan=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_large_float32_sum_keeps_accuracy(device):
+    # 2^24 + 5 elements: a float32 running sum would have stopped growing long before the end
+    n = 2**24 + 5
+    x = torch.full((n,), 1.0, device=device)
+    y = torch.zeros(n, device=device)
+    # exact up to the final rounding to float32: every partial is an integer below 2^24
+    assert P.mse_loss(x, y, reduction="sum").item() == torch.tensor(float(n)).item()
+    x = torch.rand(n, device=device, dtype=torch.float64)
+    y = torch.rand(n, device=device, dtype=torch.float64)
+    exact = F.mse_loss(x, y, reduction="mean")
+    ours = P.mse_loss(x.float(), y.float(), reduction="mean").double()
+    assert abs(ours - exact) / exact < 1e-6
+    p = x.clamp(0.01, 0.99)
+    exact = F.binary_cross_entropy(p, y, reduction="sum")
+    ours = P.binary_cross_entropy(p.float(), y.float(), reduction="sum").double()
+    assert abs(ours - exact) / exact < 1e-6
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_reductions_are_deterministic(device):
+    x = torch.randn(3_000_001, device=device)
+    y = torch.rand(3_000_001, device=device)
+    first = P.binary_cross_entropy_with_logits(x, y)
+    for _ in range(3):
+        assert torch.equal(P.binary_cross_entropy_with_logits(x, y), first)
