@@ -52,6 +52,9 @@ void check_loss_grad(const char* op, const Tensor& grad, const Tensor& input, in
   }
 }
 
+// Mutating ops (add_, mul_) return nothing, so torch.compile can functionalize them; the Python
+// wrappers return self.
+
 // --- the one path from checked arguments to a device loop ----------------------------------------
 
 // A tensor argument of a formula, by name; an undefined one must be a constant of the formula.
@@ -172,13 +175,11 @@ Tensor add_tensor(const Tensor& self, const Tensor& other, const c10::Scalar& al
 Tensor add_scalar(const Tensor& self, const c10::Scalar& other, const c10::Scalar& alpha) {
   return binary("add", add_formula(alpha), self, wrapped(other), nullptr);
 }
-Tensor& add__tensor(Tensor& self, const Tensor& other, const c10::Scalar& alpha) {
+void add__tensor(Tensor& self, const Tensor& other, const c10::Scalar& alpha) {
   binary("add_", add_formula(alpha), self, other, &self);
-  return self;
 }
-Tensor& add__scalar(Tensor& self, const c10::Scalar& other, const c10::Scalar& alpha) {
+void add__scalar(Tensor& self, const c10::Scalar& other, const c10::Scalar& alpha) {
   binary("add_", add_formula(alpha), self, wrapped(other), &self);
-  return self;
 }
 Tensor mul_tensor(const Tensor& self, const Tensor& other) {
   return binary("mul", Formula{OpKind::Mul}, self, other, nullptr);
@@ -186,13 +187,11 @@ Tensor mul_tensor(const Tensor& self, const Tensor& other) {
 Tensor mul_scalar(const Tensor& self, const c10::Scalar& other) {
   return binary("mul", Formula{OpKind::Mul}, self, wrapped(other), nullptr);
 }
-Tensor& mul__tensor(Tensor& self, const Tensor& other) {
+void mul__tensor(Tensor& self, const Tensor& other) {
   binary("mul_", Formula{OpKind::Mul}, self, other, &self);
-  return self;
 }
-Tensor& mul__scalar(Tensor& self, const c10::Scalar& other) {
+void mul__scalar(Tensor& self, const c10::Scalar& other) {
   binary("mul_", Formula{OpKind::Mul}, self, wrapped(other), &self);
-  return self;
 }
 
 // --- sigmoid -------------------------------------------------------------------------------------
@@ -324,12 +323,12 @@ Tensor mse_loss_backward(const Tensor& grad, const Tensor& self, const Tensor& t
 TORCH_LIBRARY(pyext, m) {
   m.def("add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor");
   m.def("add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor");
-  m.def("add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)");
-  m.def("add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)");
+  m.def("add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> ()");
+  m.def("add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> ()");
   m.def("mul.Tensor(Tensor self, Tensor other) -> Tensor");
   m.def("mul.Scalar(Tensor self, Scalar other) -> Tensor");
-  m.def("mul_.Tensor(Tensor(a!) self, Tensor other) -> Tensor(a!)");
-  m.def("mul_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)");
+  m.def("mul_.Tensor(Tensor(a!) self, Tensor other) -> ()");
+  m.def("mul_.Scalar(Tensor(a!) self, Scalar other) -> ()");
   m.def("sigmoid(Tensor self) -> Tensor");
   m.def("sigmoid_backward(Tensor grad_output, Tensor output) -> Tensor");
   m.def("binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) -> Tensor");

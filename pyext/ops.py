@@ -45,10 +45,12 @@ def add(input: Tensor, other: Union[Tensor, Number], *, alpha: Number = 1) -> Te
 def add_(input: Tensor, other: Union[Tensor, Number], *, alpha: Number = 1) -> Tensor:
     """In-place :func:`add`, like :meth:`torch.Tensor.add_`: ``other`` must broadcast to ``input``'s shape."""
     if _needs_grad(input, other):
-        return _AddInplace.apply(input, other, alpha)
+        return _differentiable_inplace(input, other, add(input, other, alpha=alpha))
     if isinstance(other, Tensor):
-        return _ops.add_.Tensor(input, other, alpha=alpha)
-    return _ops.add_.Scalar(input, other, alpha)
+        _ops.add_.Tensor(input, other, alpha=alpha)
+    else:
+        _ops.add_.Scalar(input, other, alpha)
+    return input
 
 
 def mul(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
@@ -61,10 +63,13 @@ def mul(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
 def mul_(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
     """In-place :func:`mul`, like :meth:`torch.Tensor.mul_`."""
     if _needs_grad(input, other):
-        return _MulInplace.apply(input, other)
+        # mul saves its inputs for backward: give it a copy of the one about to be overwritten
+        return _differentiable_inplace(input, other, mul(input.clone(), other))
     if isinstance(other, Tensor):
-        return _ops.mul_.Tensor(input, other)
-    return _ops.mul_.Scalar(input, other)
+        _ops.mul_.Tensor(input, other)
+    else:
+        _ops.mul_.Scalar(input, other)
+    return input
 
 
 def sigmoid(input: Tensor) -> Tensor:
@@ -136,6 +141,16 @@ def _reduction_enum(size_average, reduce, reduction: str) -> int:
     return _reduction.get_enum(reduction)  # ValueError: "... is not a valid value for reduction"
 
 
+def _differentiable_inplace(input: Tensor, other, result: Tensor) -> Tensor:
+    """An in-place update that autograd records: the result is computed out of place by our kernel and
+    stored with torch's copy_, which does the leaf check, the version counter and every order of
+    derivative. Only taken when a gradient is needed; otherwise the kernels write in place."""
+    if result.shape != input.shape:
+        raise RuntimeError(f"output with shape {list(input.shape)} doesn't match the broadcast shape "
+                           f"{list(result.shape)}")
+    return input.copy_(result)
+
+
 def _needs_grad(input: Tensor, other) -> bool:
     return torch.is_grad_enabled() and (
         input.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
@@ -183,7 +198,7 @@ for _name in ("add.Scalar", "mul.Scalar"):
         lambda input, other, *a, **kw: _elementwise_empty(input, dtype=_result_dtype(input, other))
     )
 for _name in ("add_.Tensor", "add_.Scalar", "mul_.Tensor", "mul_.Scalar"):
-    torch.library.register_fake(f"pyext::{_name}")(lambda input, *a, **kw: input)
+    torch.library.register_fake(f"pyext::{_name}")(lambda input, *a, **kw: None)
 
 
 @torch.library.register_fake("pyext::sigmoid")
@@ -276,7 +291,13 @@ def _setup_binary(ctx, inputs, output):
     ctx.other_shape = other.shape if ctx.other_is_tensor else None
     ctx.other_device = other.device if ctx.other_is_tensor else None
     ctx.scalar_other = None if ctx.other_is_tensor else other
-    ctx.save_for_backward(input if ctx.needs_input_grad[1] else None,
+
+
+
+def _setup_mul(ctx, inputs, output):
+    _setup_binary(ctx, inputs, output)
+    input, other = inputs
+    ctx.save_for_backward(input if ctx.other_is_tensor and ctx.needs_input_grad[1] else None,
                           other if ctx.other_is_tensor and ctx.needs_input_grad[0] else None)
 
 
@@ -307,44 +328,8 @@ def _mul_backward(ctx, grad):
 
 torch.library.register_autograd("pyext::add.Tensor", _add_backward, setup_context=_setup_add_tensor)
 torch.library.register_autograd("pyext::add.Scalar", _add_backward, setup_context=_setup_binary)
-torch.library.register_autograd("pyext::mul.Tensor", _mul_backward, setup_context=_setup_binary)
-torch.library.register_autograd("pyext::mul.Scalar", _mul_backward, setup_context=_setup_binary)
-
-
-class _AddInplace(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, other, alpha):
-        ctx.mark_dirty(input)
-        _setup_binary(ctx, (input, other, alpha), None)
-        if isinstance(other, Tensor):
-            return _ops.add_.Tensor(input, other, alpha=alpha)
-        return _ops.add_.Scalar(input, other, alpha)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _add_backward(ctx, grad)
-
-
-class _MulInplace(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, other):
-        ctx.mark_dirty(input)
-        ctx.input_shape = input.shape
-        ctx.other_is_tensor = isinstance(other, Tensor)
-        ctx.other_shape = other.shape if ctx.other_is_tensor else None
-        ctx.other_device = other.device if ctx.other_is_tensor else None
-        ctx.scalar_other = None if ctx.other_is_tensor else other
-        # other's gradient needs input as it was before it is overwritten
-        before = input.clone() if ctx.other_is_tensor and other.requires_grad else None
-        ctx.save_for_backward(before, other if ctx.other_is_tensor else None)
-        if ctx.other_is_tensor:
-            return _ops.mul_.Tensor(input, other)
-        return _ops.mul_.Scalar(input, other)
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad_input, grad_other = _mul_backward(ctx, grad)
-        return grad_input, grad_other
+torch.library.register_autograd("pyext::mul.Tensor", _mul_backward, setup_context=_setup_mul)
+torch.library.register_autograd("pyext::mul.Scalar", _mul_backward, setup_context=_setup_mul)
 
 
 # sigmoid ----------------------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Every bad input raises a clear exception naming the argument and the problem."""
+import pytest
+import torch
+
+import pyext
+import pyext.ops as P
+from conftest import DEVICES, HAS_CUDA
+
+
+def t(*shape, device="cpu", **kw):
+    return torch.rand(*shape, device=device, **kw)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_shapes_that_do_not_broadcast(device):
+    with pytest.raises(RuntimeError, match=r"size of tensor a \(3\) must match the size of tensor b \(4\)"):
+        P.add(t(3, device=device), t(4, device=device))
+    with pytest.raises(RuntimeError, match="must match the size"):
+        P.mul(t(2, 3, device=device), t(2, 1, 4, device=device))
+    with pytest.raises(RuntimeError, match="must match the size"):
+        P.mse_loss(t(3, device=device), t(4, device=device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bce_values_outside_unit_interval(device):
+    y = t(4, device=device)
+    for bad in (1.5, -0.1, float("nan")):
+        x = t(4, device=device)
+        x[2] = bad
+        for reduction in ("none", "mean", "sum"):
+            with pytest.raises(RuntimeError, match="binary_cross_entropy: all elements of input should be between 0 and 1"):
+                P.binary_cross_entropy(x, y, reduction=reduction)
+            with pytest.raises(RuntimeError, match="all elements of target should be between 0 and 1"):
+                P.binary_cross_entropy(y, x, reduction=reduction)
+    # the process stays usable afterwards
+    torch.testing.assert_close(P.binary_cross_entropy(y, y), torch.nn.functional.binary_cross_entropy(y, y))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_wrong_shapes_for_loss_arguments(device):
+    x, y = t(4, 3, device=device), t(4, 3, device=device)
+    with pytest.raises(RuntimeError, match=r"binary_cross_entropy: target has shape \[4\] but input has shape \[4, 3\]"):
+        P.binary_cross_entropy(x, t(4, device=device))
+    with pytest.raises(RuntimeError, match=r"binary_cross_entropy_with_logits: target has shape \[3, 4\]"):
+        P.binary_cross_entropy_with_logits(x, t(3, 4, device=device))
+    with pytest.raises(RuntimeError, match=r"binary_cross_entropy: weight has shape \[4\], which does not broadcast "
+                                           r"to the input shape \[4, 3\]"):
+        P.binary_cross_entropy(x, y, t(4, device=device))
+    with pytest.raises(RuntimeError, match=r"weight has shape \[2, 4, 3\], which does not broadcast"):
+        P.binary_cross_entropy_with_logits(x, y, t(2, 4, 3, device=device))
+    with pytest.raises(RuntimeError, match=r"pos_weight has shape \[5\], which does not broadcast"):
+        P.binary_cross_entropy_with_logits(x, y, pos_weight=t(5, device=device))
+
+
+def test_unknown_reduction():
+    x = t(3)
+    for fn in (P.binary_cross_entropy, P.binary_cross_entropy_with_logits, P.mse_loss):
+        with pytest.raises(ValueError, match="'avg' is not a valid value for reduction|avg is not a valid value"):
+            fn(x, x, reduction="avg")
+    with pytest.raises(RuntimeError, match=r"mse_loss: reduction must be 0 \('none'\), 1 \('mean'\) or 2 \('sum'\), but got 7"):
+        torch.ops.pyext.mse_loss(x, x, 7)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+@pytest.mark.cuda
+def test_tensors_on_different_devices():
+    x, y = t(4), t(4, device="cuda")
+    with pytest.raises(RuntimeError, match="add: expected other to be on cpu like input, but it is on cuda:0"):
+        P.add(x, y)
+    with pytest.raises(RuntimeError, match="binary_cross_entropy: expected target to be on cuda:0 like input"):
+        P.binary_cross_entropy(y, x)
+    with pytest.raises(RuntimeError, match="expected weight to be on cuda:0"):
+        P.binary_cross_entropy_with_logits(y, y, x)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_inplace_output_would_need_broadcasting(device):
+    with pytest.raises(RuntimeError, match=r"output with shape \[3, 1\] doesn't match the broadcast shape \[3, 4\]"):
+        P.add_(t(3, 1, device=device), t(3, 4, device=device))
+    with pytest.raises(RuntimeError, match=r"output with shape \[4\] doesn't match the broadcast shape \[2, 4\]"):
+        P.mul_(t(4, device=device), t(2, 4, device=device))
+    with pytest.raises(RuntimeError, match=r"output with shape \[3, 1\] doesn't match the broadcast shape \[3, 4\]"):
+        P.add_(t(3, 1, device=device).mul(1).requires_grad_(), t(3, 4, device=device, requires_grad=True))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_inplace_on_leaf_that_requires_grad(device):
+    w = t(3, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad is being used in an in-place operation"):
+        P.add_(w, 1.0)
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad is being used in an in-place operation"):
+        P.mul_(w, t(3, device=device))
+    with torch.no_grad():  # the optimizer's way: allowed
+        P.add_(w, 1.0, alpha=-0.1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_inplace_into_expanded_tensor(device):
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor refers to a single memory location"):
+        P.add_(t(1, device=device).expand(4), t(4, device=device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_unsupported_dtypes_name_the_dtype(device, dtype):
+    x = torch.ones(3, device=device, dtype=dtype)
+    with pytest.raises(RuntimeError, match=r"add: unsupported dtype \w+ \(pyext kernels take float32, float64, "
+                                           r"float16 and bfloat16\)|complex other"):
+        P.add(x, x)
+    with pytest.raises(RuntimeError, match=r"mul: unsupported dtype"):
+        P.mul(x, x)
+    with pytest.raises(RuntimeError, match=r"mse_loss: unsupported dtype"):
+        P.mse_loss(x, x)
+
+
+@pytest.mark.skipif(pyext.build_info()["cuda"] or not torch.cuda.is_available(),
+                    reason="only meaningful for a CPU-only build on a machine with a GPU")
+def test_cpu_only_build_names_the_problem():
+    with pytest.raises(RuntimeError, match="pyext was built without CUDA"):
+        P.sigmoid(t(3, device="cuda"))

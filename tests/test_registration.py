@@ -1,0 +1,113 @@
+"""Registration: torch.library.opcheck for every op, torch.compile(fullgraph=True) with no graph
+break, build_info, and the nn modules as drop-ins for torch's."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pyext
+import pyext.nn
+import pyext.ops as P
+from conftest import DEVICES, HAS_CUDA
+
+ops = torch.ops.pyext
+
+
+def samples(device):
+    """(op, args, kwargs) for every overload, with inputs that require grad where they may."""
+    def t(*shape, low=-2.0, high=2.0, grad=True):
+        x = torch.rand(shape, device=device) * (high - low) + low
+        return x.requires_grad_(grad)
+
+    p, y = t(4, 3, low=0.05, high=0.95), t(4, 3, low=0, high=1)
+    w, pw = t(3, grad=False) + 3, t(4, 1, grad=False) + 3
+    g, g0 = t(4, 3, grad=False), t(grad=False)
+    return [
+        (ops.add.Tensor, (t(4, 3), t(3)), {"alpha": 2.0}),
+        (ops.add.Scalar, (t(4, 3), 1.5, 2.0), {}),
+        (ops.add_.Tensor, (t(4, 3, grad=False), t(3, grad=False)), {"alpha": -1}),
+        (ops.add_.Scalar, (t(4, 3, grad=False), 0.5, 3), {}),
+        (ops.mul.Tensor, (t(4, 3), t(4, 1)), {}),
+        (ops.mul.Scalar, (t(4, 3), -2.0), {}),
+        (ops.mul_.Tensor, (t(4, 3, grad=False), t(3, grad=False)), {}),
+        (ops.mul_.Scalar, (t(4, 3, grad=False), 0.25), {}),
+        (ops.sigmoid.default, (t(5, 2),), {}),
+        (ops.sigmoid_backward.default, (t(5, 2), t(5, 2, low=0, high=1)), {}),
+        (ops.binary_cross_entropy.default, (p, y, w, 1), {}),
+        (ops.binary_cross_entropy.default, (p, y, None, 0), {}),
+        (ops.binary_cross_entropy_backward.default, (g0, p, y, w, 1), {}),
+        (ops.binary_cross_entropy_target_backward.default, (g, p, w, 0), {}),
+        (ops.binary_cross_entropy_with_logits.default, (t(4, 3), y, w, pw, 2), {}),
+        (ops.binary_cross_entropy_with_logits_backward.default, (g, t(4, 3), y, None, pw, 0), {}),
+        (ops.binary_cross_entropy_with_logits_target_backward.default, (g0, t(4, 3), w, None, 1), {}),
+        (ops.mse_loss.default, (t(4, 3), t(4, 3), 1), {}),
+        (ops.mse_loss_backward.default, (g, t(4, 3), t(4, 3), 0), {}),
+    ]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    for op, args, kwargs in samples(device):
+        torch.library.opcheck(op, args, kwargs)
+
+
+def logistic_step(x, w, b, y):
+    """One forward of the tutorial's logistic regression, every step a pyext op."""
+    return P.binary_cross_entropy(P.sigmoid(P.add(P.mul(x, w).sum(-1, keepdim=True), b)), y)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_fullgraph(device, backend):
+    torch._dynamo.reset()
+    x = torch.randn(64, 2, device=device)
+    y = (torch.rand(64, 1, device=device) > 0.5).float()
+    w = torch.randn(2, device=device, requires_grad=True)
+    b = torch.zeros(1, device=device, requires_grad=True)
+    compiled = torch.compile(logistic_step, fullgraph=True, backend=backend)
+    loss = compiled(x, w, b, y)
+    ref = logistic_step(x, w, b, y)
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(torch.autograd.grad(loss, [w, b]), torch.autograd.grad(ref, [w, b]))
+
+    def losses(a, t):
+        return (P.binary_cross_entropy_with_logits(a, t, reduction="sum")
+                + P.mse_loss(a, t) + P.add(a, t, alpha=0.5).sum())
+    a = torch.randn(8, 3, device=device, requires_grad=True)
+    t = torch.rand(8, 3, device=device)
+    c = torch.compile(losses, fullgraph=True, backend=backend)
+    torch.testing.assert_close(c(a, t), losses(a, t))
+    torch.testing.assert_close(torch.autograd.grad(c(a, t), a), torch.autograd.grad(losses(a, t), a))
+
+
+def test_build_info():
+    info = pyext.build_info()
+    assert isinstance(info["cuda"], bool) and isinstance(info["cuda_archs"], list)
+    if info["cuda"]:
+        assert info["cuda_archs"], "a CUDA build names the architectures it compiled for"
+    if HAS_CUDA:
+        major, minor = torch.cuda.get_device_capability()
+        assert any(a.startswith(f"{major}.{minor}") for a in info["cuda_archs"])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_nn_modules_are_drop_ins(device):
+    x = torch.randn(16, 3, device=device, requires_grad=True)
+    y = torch.rand(16, 3, device=device)
+    w = torch.rand(3, device=device) + 0.5
+    pairs = [
+        (pyext.nn.Sigmoid(), torch.nn.Sigmoid(), (x,)),
+        (pyext.nn.BCELoss(weight=w, reduction="sum"), torch.nn.BCELoss(weight=w, reduction="sum"),
+         (torch.sigmoid(x), y)),
+        (pyext.nn.BCELoss(size_average=False), torch.nn.BCELoss(size_average=False), (torch.sigmoid(x), y)),
+        (pyext.nn.BCEWithLogitsLoss(pos_weight=w), torch.nn.BCEWithLogitsLoss(pos_weight=w), (x, y)),
+        (pyext.nn.BCEWithLogitsLoss(w, reduction="none"), torch.nn.BCEWithLogitsLoss(w, reduction="none"), (x, y)),
+        (pyext.nn.MSELoss(reduction="sum"), torch.nn.MSELoss(reduction="sum"), (x, y)),
+    ]
+    for ours, theirs, args in pairs:
+        out, ref = ours(*args), theirs(*args)
+        torch.testing.assert_close(out, ref)
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), x, retain_graph=True),
+                                   torch.autograd.grad(ref.sum(), x, retain_graph=True))
+    assert set(pyext.nn.BCEWithLogitsLoss(pos_weight=w).state_dict()) == set(
+        torch.nn.BCEWithLogitsLoss(pos_weight=w).state_dict())
+    assert F.binary_cross_entropy is not P.binary_cross_entropy  # ours really runs, not torch's
