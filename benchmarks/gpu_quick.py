@@ -1,0 +1,107 @@
+"""Quick GPU benchmark (part of tests/gpu_check.sh): pyext against torch eager on the elementwise
+ops and losses, with the fraction of the copy bandwidth measured in the same run.
+
+Bytes moved (napkin math, n elements of b bytes): unary and binary maps read each input once and
+write the output once (2nb for sigmoid, 3nb for add/mul, 2nb + (n/1024)b for the broadcast row);
+a reduced loss reads its two inputs (2nb); BCE forward+backward with 'mean' reads x, y twice and
+writes the gradient (5nb). Timing: CUDA events around each call, after warm-up, median of 20.
+"""
+import argparse
+import csv
+import statistics
+import subprocess
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import pyext.ops as P
+
+
+def time_ms(fn, reps=20, warmup=3):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_bandwidth():
+    x = torch.empty(2**28, dtype=torch.float32, device="cuda")
+    y = torch.empty_like(x)
+    ms = time_ms(lambda: y.copy_(x))
+    return 2 * x.numel() * 4 / ms / 1e6  # GB/s, read + write
+
+
+def cases(n, dtype):
+    x = torch.randn(n, dtype=dtype, device="cuda")
+    y = torch.rand(n, dtype=dtype, device="cuda")
+    p = (torch.rand(n, device="cuda") * 0.98 + 0.01).to(dtype)
+    rows = x.view(-1, 1024)
+    row = torch.randn(1024, dtype=dtype, device="cuda")
+    b = x.element_size()
+    pg = p.detach().requires_grad_()
+
+    def bce_fwd_bwd(fn):
+        def run():
+            loss = fn(pg, y)
+            loss.backward()
+            pg.grad = None
+        return run
+
+    return [
+        ("add", 3 * n * b, lambda: P.add(x, y), lambda: torch.add(x, y)),
+        ("mul_row_broadcast", 2 * n * b, lambda: P.mul(rows, row), lambda: torch.mul(rows, row)),
+        ("sigmoid", 2 * n * b, lambda: P.sigmoid(x), lambda: torch.sigmoid(x)),
+        ("bce_none", 3 * n * b, lambda: P.binary_cross_entropy(p, y, reduction="none"),
+         lambda: F.binary_cross_entropy(p, y, reduction="none")),
+        ("bce_mean", 2 * n * b, lambda: P.binary_cross_entropy(p, y), lambda: F.binary_cross_entropy(p, y)),
+        ("bce_fwd_bwd", 5 * n * b, bce_fwd_bwd(P.binary_cross_entropy), bce_fwd_bwd(F.binary_cross_entropy)),
+        ("bce_logits_mean", 2 * n * b, lambda: P.binary_cross_entropy_with_logits(x, y),
+         lambda: F.binary_cross_entropy_with_logits(x, y)),
+        ("mse_mean", 2 * n * b, lambda: P.mse_loss(x, y), lambda: F.mse_loss(x, y)),
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=".")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[24, 28], help="log2 of the element counts")
+    args = parser.parse_args()
+    device = torch.cuda.get_device_name()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    copy = copy_bandwidth()
+    print(f"{device}, torch {torch.__version__}, commit {commit or '?'}: copy bandwidth {copy:.0f} GB/s")
+    rows = []
+    header = f"{'op':<18} {'dtype':<9} {'n':>6} {'pyext ms':>9} {'torch ms':>9} {'pyext GB/s':>10} {'% copy':>7} {'speed-up':>8}"
+    print(header)
+    for log2n in args.sizes:
+        for dtype in (torch.float32, torch.bfloat16):
+            for name, nbytes, ours, theirs in cases(2**log2n, dtype):
+                t_ours, t_torch = time_ms(ours), time_ms(theirs)
+                gbs = nbytes / t_ours / 1e6
+                row = dict(device=device, torch=torch.__version__, commit=commit, op=name, dtype=str(dtype)[6:],
+                           n=f"2^{log2n}", pyext_ms=round(t_ours, 4), torch_ms=round(t_torch, 4),
+                           pyext_gbs=round(gbs, 1), pct_copy=round(100 * gbs / copy, 1),
+                           speedup=round(t_torch / t_ours, 2))
+                rows.append(row)
+                print(f"{name:<18} {row['dtype']:<9} {row['n']:>6} {t_ours:>9.4f} {t_torch:>9.4f} {gbs:>10.0f} "
+                      f"{row['pct_copy']:>6.1f}% {row['speedup']:>7.2f}x")
+            torch.cuda.empty_cache()
+    out = Path(args.out) / "gpu_quick.csv"
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GPU check, run on the lent GPU machine in one call (fits in about 8 minutes):
+#   1. builds pyext with that machine's own torch (CUDA arch of the visible GPU),
+#   2. runs the whole test suite, CUDA tests included (none may skip for want of a GPU),
+#   3. runs compute-sanitizer memcheck and racecheck over tests/sanitize_ops.py,
+#   4. runs the quick GPU benchmark.
+# Logs and results go to $OUT (or ./gpu_check_out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_check_out}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+status=0
+step() { echo; echo "=== $* ==="; }
+
+step "device"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+
+step "build"
+start=$(date +%s)
+if ! $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
+fi
+echo "built in $(( $(date +%s) - start )) s"
+$PY -c "import pyext; print(pyext.build_info()); assert pyext.build_info()['cuda']"
+
+step "tests"
+$PY -m pytest -q -x -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -15
+test_status=${PIPESTATUS[0]}
+[ "$test_status" = 0 ] || status=1
+if grep -q "no CUDA GPU" "$OUT/pytest.log"; then echo "CUDA TESTS SKIPPED"; status=1; fi
+
+for tool in memcheck racecheck; do
+  step "compute-sanitizer $tool"
+  compute-sanitizer --tool $tool --error-exitcode 1 $PY tests/sanitize_ops.py > "$OUT/sanitizer_$tool.log" 2>&1
+  rc=$?
+  tail -3 "$OUT/sanitizer_$tool.log"
+  [ "$rc" = 0 ] || { echo "SANITIZER $tool FAILED (rc=$rc)"; status=1; }
+done
+
+step "benchmark"
+$PY benchmarks/gpu_quick.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -40
+
+step "result"
+[ "$status" = 0 ] && echo "GPU CHECK PASSED" || echo "GPU CHECK FAILED"
+exit $status
