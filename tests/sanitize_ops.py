@@ -23,7 +23,7 @@ def views(n, dtype, device):
 
 def main(device="cuda"):
     for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
-        for n in (1, 7, 33, 1000):
+        for n in (7, 1000):
             for name, x in views(n, dtype, device).items():
                 x = x.detach().requires_grad_()
                 y = torch.rand(x.shape, dtype=dtype, device=device)
