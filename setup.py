@@ -87,12 +87,12 @@ def cuda_archs():
 
 def extension():
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
-    cxx = ["-O3", "-std=c++20", *cpu_vec_flags()]
+    cxx = ["-O3", *cpu_vec_flags()]  # the C++ standard: torch.utils.cpp_extension picks the one its headers need
     if CUDA_HOME is None:
         return CppExtension("pyext._C", sources, extra_compile_args={"cxx": cxx})
     archs = cuda_archs()
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "cuda").glob("*.cu"))
-    nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo", "-DPYEXT_WITH_CUDA"]
+    nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "-DPYEXT_WITH_CUDA"]
     # build_info() reports the archs; nvcc would split a comma-separated -D value, so only cxx gets it.
     define = ["-DPYEXT_WITH_CUDA", f"-DPYEXT_CUDA_ARCHS={archs.replace(';', ',')}"]
     print(f"pyext: building CUDA kernels with {CUDA_HOME} for TORCH_CUDA_ARCH_LIST={archs}", file=sys.stderr)

@@ -33,7 +33,7 @@ void check_reduction(const char* op, int64_t reduction) {
 }
 
 void check_same_shape(const char* op, const Tensor& input, const Tensor& other, const char* name) {
-  TORCH_CHECK(other.sizes() == input.sizes(), op, ": ", name, " has shape ", other.sizes(),
+  TORCH_CHECK(other.sizes().equals(input.sizes()), op, ": ", name, " has shape ", other.sizes(),
               " but input has shape ", input.sizes(), "; they must be the same");
 }
 

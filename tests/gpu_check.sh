@@ -11,6 +11,7 @@ OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 status=0
 step() { echo; echo "=== $* ==="; }
 
@@ -27,7 +28,7 @@ echo "built in $(( $(date +%s) - start )) s"
 $PY -c "import pyext; print(pyext.build_info()); assert pyext.build_info()['cuda']"
 
 step "tests"
-$PY -m pytest -q -x -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -15
+$PY -m pytest -q --maxfail=20 -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -40
 test_status=${PIPESTATUS[0]}
 [ "$test_status" = 0 ] || status=1
 if grep -q "no CUDA GPU" "$OUT/pytest.log"; then echo "CUDA TESTS SKIPPED"; status=1; fi
