@@ -17,7 +17,8 @@ step() { echo; echo "=== $* ==="; }
 
 step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+$PY -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+echo "compiler: ${CXX:-c++} $(${CXX:-c++} --version | head -1)"
 
 step "build"
 start=$(date +%s)
@@ -28,7 +29,9 @@ echo "built in $(( $(date +%s) - start )) s"
 $PY -c "import pyext; print(pyext.build_info()); assert pyext.build_info()['cuda']"
 
 step "tests"
-$PY -m pytest -q --maxfail=20 -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -40
+# pytest-xdist (when present) keeps going past a crashing test and uses the machine's cores
+xdist=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
+$PY -m pytest -q $xdist --maxfail=20 -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -40
 test_status=${PIPESTATUS[0]}
 [ "$test_status" = 0 ] || status=1
 if grep -q "no CUDA GPU" "$OUT/pytest.log"; then echo "CUDA TESTS SKIPPED"; status=1; fi
