@@ -8,6 +8,7 @@ writes the gradient (5nb). Timing: CUDA events around each call, after warm-up, 
 """
 import argparse
 import csv
+import os
 import statistics
 import subprocess
 from pathlib import Path
@@ -76,7 +77,8 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[24, 28], help="log2 of the element counts")
     args = parser.parse_args()
     device = torch.cuda.get_device_name()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = os.environ.get("PYEXT_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     copy = copy_bandwidth()
     print(f"{device}, torch {torch.__version__}, commit {commit or '?'}: copy bandwidth {copy:.0f} GB/s")
     rows = []

@@ -23,32 +23,41 @@ enum Reduction : int64_t { kNone = 0, kMean = 1, kSum = 2 };  // at::Reduction's
 
 // --- checks: one line each, naming the op and the argument ---------------------------------------
 
+// Messages format numbers with std::to_string rather than iostreams: on a toolchain that links
+// libstdc++ statically into the extension (seen on the GPU machine), streaming a number into the
+// message crashed while streaming text did not.
+std::string shape_str(at::IntArrayRef sizes) {
+  std::string s = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
+  return s + "]";
+}
+
 bool is_supported(at::ScalarType t) {
   return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
 }
 
 void check_reduction(const char* op, int64_t reduction) {
   TORCH_CHECK(reduction == kNone || reduction == kMean || reduction == kSum, op,
-              ": reduction must be 0 ('none'), 1 ('mean') or 2 ('sum'), but got ", reduction);
+              ": reduction must be 0 ('none'), 1 ('mean') or 2 ('sum'), but got ", std::to_string(reduction));
 }
 
 void check_same_shape(const char* op, const Tensor& input, const Tensor& other, const char* name) {
-  TORCH_CHECK(other.sizes().equals(input.sizes()), op, ": ", name, " has shape ", other.sizes(),
-              " but input has shape ", input.sizes(), "; they must be the same");
+  TORCH_CHECK(other.sizes().equals(input.sizes()), op, ": ", name, " has shape ", shape_str(other.sizes()),
+              " but input has shape ", shape_str(input.sizes()), "; they must be the same");
 }
 
-void check_broadcasts_to(const char* op, const OptTensor& t, const char* name, const Tensor& input) {
+void check_broadcasts_to(const char* op, const OptTensor& t, const char* name, at::IntArrayRef input_shape) {
   if (!t || !t->defined()) return;
-  TORCH_CHECK(at::is_expandable_to(t->sizes(), input.sizes()), op, ": ", name, " has shape ",
-              t->sizes(), ", which does not broadcast to the input shape ", input.sizes());
+  TORCH_CHECK(at::is_expandable_to(t->sizes(), input_shape), op, ": ", name, " has shape ",
+              shape_str(t->sizes()), ", which does not broadcast to the input shape ", shape_str(input_shape));
 }
 
-void check_loss_grad(const char* op, const Tensor& grad, const Tensor& input, int64_t reduction) {
+void check_loss_grad(const char* op, const Tensor& grad, at::IntArrayRef input_shape, int64_t reduction) {
   if (reduction == kNone) {
-    check_broadcasts_to(op, grad, "grad_output", input);
+    check_broadcasts_to(op, grad, "grad_output", input_shape);
   } else {
     TORCH_CHECK(grad.numel() == 1, op, ": grad_output of a reduced loss must have one element, but has shape ",
-                grad.sizes());
+                shape_str(grad.sizes()));
   }
 }
 
@@ -163,7 +172,7 @@ Tensor wrapped(const c10::Scalar& s) {
 }
 
 Formula add_formula(const c10::Scalar& alpha) {
-  TORCH_CHECK(!alpha.isComplex() && !alpha.isBoolean(), "add: alpha must be a real number, but got ", alpha);
+  TORCH_CHECK(!alpha.isComplex() && !alpha.isBoolean(), "add: alpha must be a real number");
   Formula f{OpKind::Add};
   f.param = alpha.toDouble();
   return f;
@@ -215,7 +224,7 @@ Tensor binary_cross_entropy(const Tensor& self, const Tensor& target, const OptT
   const char* op = "binary_cross_entropy";
   check_reduction(op, reduction);
   check_same_shape(op, self, target, "target");
-  check_broadcasts_to(op, weight, "weight", self);
+  check_broadcasts_to(op, weight, "weight", self.sizes());
   Formula f{OpKind::Bce};
   const Arg w = optional_arg(f, 2, "weight", weight);
   return launch(op, f, {{"input", self}, {"target", target}, w}, nullptr, reduction);
@@ -226,8 +235,8 @@ Tensor binary_cross_entropy_backward(const Tensor& grad, const Tensor& self, con
   const char* op = "binary_cross_entropy_backward";
   check_reduction(op, reduction);
   check_same_shape(op, self, target, "target");
-  check_broadcasts_to(op, weight, "weight", self);
-  check_loss_grad(op, grad, self, reduction);
+  check_broadcasts_to(op, weight, "weight", self.sizes());
+  check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceBackward};
   f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
   const Arg w = optional_arg(f, 3, "weight", weight);
@@ -238,8 +247,8 @@ Tensor binary_cross_entropy_target_backward(const Tensor& grad, const Tensor& se
                                             int64_t reduction) {
   const char* op = "binary_cross_entropy_target_backward";
   check_reduction(op, reduction);
-  check_broadcasts_to(op, weight, "weight", self);
-  check_loss_grad(op, grad, self, reduction);
+  check_broadcasts_to(op, weight, "weight", self.sizes());
+  check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceTargetBackward};
   f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
   const Arg w = optional_arg(f, 2, "weight", weight);
@@ -253,8 +262,8 @@ Tensor binary_cross_entropy_with_logits(const Tensor& self, const Tensor& target
   const char* op = "binary_cross_entropy_with_logits";
   check_reduction(op, reduction);
   check_same_shape(op, self, target, "target");
-  check_broadcasts_to(op, weight, "weight", self);
-  check_broadcasts_to(op, pos_weight, "pos_weight", self);
+  check_broadcasts_to(op, weight, "weight", self.sizes());
+  check_broadcasts_to(op, pos_weight, "pos_weight", self.sizes());
   Formula f{OpKind::BceLogits};
   f.flag = pos_weight && pos_weight->defined();
   const Arg w = optional_arg(f, 2, "weight", weight);
@@ -268,9 +277,9 @@ Tensor binary_cross_entropy_with_logits_backward(const Tensor& grad, const Tenso
   const char* op = "binary_cross_entropy_with_logits_backward";
   check_reduction(op, reduction);
   check_same_shape(op, self, target, "target");
-  check_broadcasts_to(op, weight, "weight", self);
-  check_broadcasts_to(op, pos_weight, "pos_weight", self);
-  check_loss_grad(op, grad, self, reduction);
+  check_broadcasts_to(op, weight, "weight", self.sizes());
+  check_broadcasts_to(op, pos_weight, "pos_weight", self.sizes());
+  check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceLogitsBackward};
   f.flag = pos_weight && pos_weight->defined();
   f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
@@ -284,9 +293,9 @@ Tensor binary_cross_entropy_with_logits_target_backward(const Tensor& grad, cons
                                                         int64_t reduction) {
   const char* op = "binary_cross_entropy_with_logits_target_backward";
   check_reduction(op, reduction);
-  check_broadcasts_to(op, weight, "weight", self);
-  check_broadcasts_to(op, pos_weight, "pos_weight", self);
-  check_loss_grad(op, grad, self, reduction);
+  check_broadcasts_to(op, weight, "weight", self.sizes());
+  check_broadcasts_to(op, pos_weight, "pos_weight", self.sizes());
+  check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceLogitsTargetBackward};
   f.flag = pos_weight && pos_weight->defined();
   f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
@@ -309,10 +318,7 @@ Tensor mse_loss_backward(const Tensor& grad, const Tensor& self, const Tensor& t
   check_reduction(op, reduction);
   const auto shape = at::infer_size(self.sizes(), target.sizes());
   const int64_t numel = c10::multiply_integers(shape);
-  if (reduction != kNone) {
-    TORCH_CHECK(grad.numel() == 1, op, ": grad_output of a reduced loss must have one element, but has shape ",
-                grad.sizes());
-  }
+  check_loss_grad(op, grad, shape, reduction);
   Formula f{OpKind::MseBackward};
   f.param = reduction == kMean ? 2.0 / static_cast<double>(numel) : 2.0;
   return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}});

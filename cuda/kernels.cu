@@ -207,7 +207,8 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   constexpr int N = Op::arity;
   constexpr bool kSum = IsLoss<Op>::value;  // the summing kernels exist for the losses only
   TORCH_INTERNAL_ASSERT(!sum_out || kSum, "pyext: only loss formulas are summed");
-  TORCH_CHECK(iter.ndim() <= kMaxDims, "pyext: tensors of more than ", kMaxDims, " dimensions are not supported");
+  static_assert(kMaxDims == 25, "the message below names the limit");
+  TORCH_CHECK(iter.ndim() <= kMaxDims, "pyext: iterations over more than 25 dimensions are not supported");
 
   const int first_input = sum_out ? 0 : 1;
   Plan<scalar_t, N> p{};

@@ -27,6 +27,7 @@ if ! $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
 fi
 echo "built in $(( $(date +%s) - start )) s"
 $PY -c "import pyext; print(pyext.build_info()); assert pyext.build_info()['cuda']"
+echo "shared libraries the extension needs: $(readelf -d pyext/_C*.so | grep -o 'NEEDED.*' | tr -s ' ' | tr '\n' ' ')"
 
 step "tests"
 # pytest-xdist (when present) keeps going past a crashing test and uses the machine's cores

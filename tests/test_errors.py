@@ -52,6 +52,16 @@ def test_wrong_shapes_for_loss_arguments(device):
         P.binary_cross_entropy_with_logits(x, y, pos_weight=t(5, device=device))
 
 
+def test_wrong_grad_output_shape():
+    x, y = t(4, 3), t(4, 3)
+    with pytest.raises(RuntimeError, match=r"binary_cross_entropy_backward: grad_output of a reduced loss must have "
+                                           r"one element, but has shape \[2\]"):
+        torch.ops.pyext.binary_cross_entropy_backward(t(2), x, y, None, 1)
+    with pytest.raises(RuntimeError, match=r"mse_loss_backward: grad_output has shape \[5\], which does not broadcast "
+                                           r"to the input shape \[4, 3\]"):
+        torch.ops.pyext.mse_loss_backward(t(5), x, y, 0)
+
+
 def test_unknown_reduction():
     x = t(3)
     for fn in (P.binary_cross_entropy, P.binary_cross_entropy_with_logits, P.mse_loss):
