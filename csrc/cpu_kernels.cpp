@@ -150,7 +150,8 @@ struct RowLoop {
   // Adapts row() to TensorIterator's 2-D loop: size1 rows of size0 elements.
   template <typename MakeSink>
   auto loop2d(int ntensors, std::atomic<int>& errors, MakeSink make_sink) const {
-    return [=, &errors](char** base, const int64_t* strides, int64_t size0, int64_t size1) {
+    return [this, ntensors, make_sink, &errors](char** base, const int64_t* strides, int64_t size0,
+                                                int64_t size1) {
       std::array<char*, 8> data;
       int local = 0;
       for (int64_t j = 0; j < size1; ++j) {
@@ -192,6 +193,38 @@ struct SumSink {
 
 constexpr int64_t kSumBlock = 8192;
 
+// The sum of a formula over the iteration: fixed blocks of kSumBlock elements (so the result does
+// not depend on the thread count), each summed in opmath lanes, the blocks added in double.
+template <typename scalar_t, typename Loop>
+double sum_blocks(const at::TensorIterator& iter, const Loop& loop, std::atomic<int>& errors) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using Parts = typename VecIO<scalar_t>::Parts;
+  const int64_t numel = iter.numel();
+  const int64_t blocks = (numel + kSumBlock - 1) / kSumBlock;
+  std::vector<double> partial(blocks, 0.0);
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      Parts lanes;
+      lanes.fill(Vectorized<acc_t>(0));
+      acc_t tail = 0;
+      iter.serial_for_each(
+          loop.loop2d(iter.ntensors(), errors,
+                      [&](char**, const int64_t*) { return SumSink<scalar_t>{&lanes, &tail}; }),
+          {b * kSumBlock, std::min(numel, (b + 1) * kSumBlock)});
+      double total = tail;
+      for (const auto& v : lanes) {
+        acc_t lane[Vectorized<acc_t>::size()];
+        v.store(lane);
+        for (acc_t x : lane) total += x;
+      }
+      partial[b] = total;
+    }
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+
 }  // namespace
 
 int elementwise(at::TensorIterator& iter, const Formula& f) {
@@ -213,37 +246,14 @@ int sum(at::TensorIterator& iter, const Formula& f, const at::Tensor& out, doubl
   std::atomic<int> errors{0};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "pyext_cpu_sum", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    using Parts = typename VecIO<scalar_t>::Parts;
-    const int64_t numel = iter.numel();
-    const int64_t blocks = (numel + kSumBlock - 1) / kSumBlock;
-    std::vector<double> partial(blocks, 0.0);
+    double total = 0;
     visit_formula<acc_t>(f, [&](auto op) {
-      if constexpr (!IsLoss<decltype(op)>::value) {
-        TORCH_INTERNAL_ASSERT(false, "pyext: only loss formulas are summed");
+      if constexpr (IsLoss<decltype(op)>::value) {
+        total = sum_blocks<scalar_t>(iter, RowLoop<scalar_t, decltype(op)>(op, f, /*first_input=*/0), errors);
       } else {
-      const RowLoop<scalar_t, decltype(op)> loop(op, f, /*first_input=*/0);
-      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-          Parts lanes;
-          lanes.fill(Vectorized<acc_t>(0));
-          acc_t tail = 0;
-          iter.serial_for_each(
-              loop.loop2d(iter.ntensors(), errors,
-                          [&](char**, const int64_t*) { return SumSink<scalar_t>{&lanes, &tail}; }),
-              {b * kSumBlock, std::min(numel, (b + 1) * kSumBlock)});
-          double total = tail;
-          for (const auto& v : lanes) {
-            acc_t lane[Vectorized<acc_t>::size()];
-            v.store(lane);
-            for (acc_t x : lane) total += x;
-          }
-          partial[b] = total;
-        }
-      });
+        TORCH_INTERNAL_ASSERT(false, "pyext: only loss formulas are summed");
       }
     });
-    double total = 0;
-    for (double p : partial) total += p;
     *out.data_ptr<scalar_t>() = static_cast<scalar_t>(total / divisor);
   });
   return errors.load();

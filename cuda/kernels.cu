@@ -267,27 +267,22 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   }
 
   if (blocks > 0) {
-    if constexpr (kSum) {
-      if (sum_out) {
-        if (use_vec) {
-          map_kernel<kVec, false, true><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
-        } else if (contiguous) {
-          map_kernel<1, false, true><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
-        } else {
-          map_kernel<1, true, true><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
-        }
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
-    }
-    if (!sum_out) {
+    // Picks the path: aligned contiguous (16-byte packs), contiguous, or strided.
+    auto launch = [&](auto sum_tag) {
+      constexpr bool kSumming = decltype(sum_tag)::value;
       if (use_vec) {
-        map_kernel<kVec, false, false><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
+        map_kernel<kVec, false, kSumming><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
       } else if (contiguous) {
-        map_kernel<1, false, false><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
+        map_kernel<1, false, kSumming><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
       } else {
-        map_kernel<1, true, false><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
+        map_kernel<1, true, kSumming><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (!sum_out) {
+      launch(std::false_type{});
+    } else if constexpr (kSum) {
+      launch(std::true_type{});
     }
   }
   if (sum_out) {

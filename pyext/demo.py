@@ -30,15 +30,18 @@ def median_ms(fn, device, reps=25):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() and pyext.build_info()["cuda"] else "cpu")
-    parser.add_argument("--n", type=int, default=1 << 20, help="elements per tensor")
+    has_cuda = torch.cuda.is_available() and pyext.build_info()["cuda"]
+    parser.add_argument("--device", default="cuda" if has_cuda else "cpu")
+    parser.add_argument("--n", type=int, default=1 << 20, help="elements per tensor (a multiple of 1024)")
     args = parser.parse_args(argv)
     dev, n = args.device, args.n
     torch.manual_seed(0)
     x = torch.randn(n, device=dev, requires_grad=True)
     p = (torch.rand(n, device=dev) * 0.98 + 0.01).requires_grad_()
     y = torch.rand(n, device=dev)
-    rows, cols = x.view(-1, 1024) if n % 1024 == 0 else x.view(1, -1), torch.randn(1024 if n % 1024 == 0 else n, device=dev)
+    if n % 1024:
+        parser.error("--n must be a multiple of 1024")
+    rows, cols = x.view(-1, 1024), torch.randn(1024, device=dev)
     cases = [
         ("add(x, y, alpha=2)", lambda: P.add(x, y, alpha=2), lambda: torch.add(x, y, alpha=2), [x]),
         ("mul(rows, row)", lambda: P.mul(rows, cols), lambda: torch.mul(rows, cols), [x]),

@@ -12,8 +12,11 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor
-from torch._prims_common import ELEMENTWISE_TYPE_PROMOTION_KIND, compute_elementwise_output_strides
-from torch._prims_common import elementwise_dtypes
+from torch._prims_common import (
+    ELEMENTWISE_TYPE_PROMOTION_KIND,
+    compute_elementwise_output_strides,
+    elementwise_dtypes,
+)
 from torch.nn import _reduction
 
 __all__ = [
@@ -293,7 +296,6 @@ def _setup_binary(ctx, inputs, output):
     ctx.scalar_other = None if ctx.other_is_tensor else other
 
 
-
 def _setup_mul(ctx, inputs, output):
     _setup_binary(ctx, inputs, output)
     input, other = inputs
@@ -369,8 +371,9 @@ def _setup_loss(ctx, inputs, output):
 def _bce_backward(ctx, grad):
     input, target, weight = ctx.saved_tensors
     _no_weight_grad("binary_cross_entropy", weight)
-    gi = _ops.binary_cross_entropy_backward(grad, input, target, weight, ctx.reduction) if ctx.needs_input_grad[0] else None
-    gt = _ops.binary_cross_entropy_target_backward(grad, input, weight, ctx.reduction) if ctx.needs_input_grad[1] else None
+    red = ctx.reduction
+    gi = _ops.binary_cross_entropy_backward(grad, input, target, weight, red) if ctx.needs_input_grad[0] else None
+    gt = _ops.binary_cross_entropy_target_backward(grad, input, weight, red) if ctx.needs_input_grad[1] else None
     return gi, gt, None, None
 
 
@@ -394,7 +397,9 @@ def _mse_backward(ctx, grad):
 
 
 torch.library.register_autograd("pyext::binary_cross_entropy", _bce_backward, setup_context=_setup_loss)
-torch.library.register_autograd("pyext::binary_cross_entropy_with_logits", _bce_logits_backward, setup_context=_setup_loss)
+torch.library.register_autograd(
+    "pyext::binary_cross_entropy_with_logits", _bce_logits_backward, setup_context=_setup_loss
+)
 torch.library.register_autograd("pyext::mse_loss", _mse_backward, setup_context=_setup_loss)
 
 
@@ -448,8 +453,8 @@ def _bce_logits_backward_backward(ctx, gg):
               if ctx.needs_input_grad[0] else None)
     g_x = g_y = None
     if ctx.needs_input_grad[1]:
-        l = 1 if p is None else p * y + 1 - y
-        g_x = mul(_ops.sigmoid_backward(mul(gw, l), s), scale)
+        lw = 1 if p is None else p * y + 1 - y
+        g_x = mul(_ops.sigmoid_backward(mul(gw, lw), s), scale)
     if ctx.needs_input_grad[2]:
         g_y = mul(gw, -scale) if p is None else gw * ((p - 1) * s - p) * scale
     return g_grad, g_x, g_y, None, None, None

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import pyext.ops as P
-from conftest import DEVICES, DTYPES, LAYOUTS, SHAPES, assert_close, make, shape_id
+from conftest import DEVICES, DTYPES, LAYOUTS, SHAPES, make, shape_id
 from test_elementwise import check_against_torch
 
 REDUCTIONS = ["none", "mean", "sum"]
@@ -26,19 +26,12 @@ def weight_for(shape, kind, dtype, device):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_bce(device, dtype, shape, layout, reduction):
-    x = make(shape, dtype, device, layout, low=0.01, high=0.99).requires_grad_()
-    y = make(shape, dtype, device, low=0.0, high=1.0).requires_grad_()
-    check_against_torch(
-        lambda a, b: P.binary_cross_entropy(a, b, reduction=reduction),
-        lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction),
-        [x, y], dtype, upcast=True,
-    )
+# loss: (pyext op, torch op, input values (low, high) or None for normal * 3, target layout)
+LOSSES = {
+    "bce": (P.binary_cross_entropy, F.binary_cross_entropy, (0.01, 0.99), "contiguous"),
+    "bce_with_logits": (P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, None, "contiguous"),
+    "mse": (P.mse_loss, F.mse_loss, None, "offset"),
+}
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -46,27 +39,17 @@ def test_bce(device, dtype, shape, layout, reduction):
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_bce_with_logits(device, dtype, shape, layout, reduction):
-    x = make(shape, dtype, device, layout).mul(3).detach().requires_grad_()
-    y = make(shape, dtype, device, low=0.0, high=1.0).requires_grad_()
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_loss(loss, device, dtype, shape, layout, reduction):
+    ours, theirs, values, target_layout = LOSSES[loss]
+    if values is None:
+        x = make(shape, dtype, device, layout).mul(3).detach().requires_grad_()
+    else:
+        x = make(shape, dtype, device, layout, low=values[0], high=values[1]).requires_grad_()
+    y = make(shape, dtype, device, target_layout, low=0.0, high=1.0).requires_grad_()
     check_against_torch(
-        lambda a, b: P.binary_cross_entropy_with_logits(a, b, reduction=reduction),
-        lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction),
-        [x, y], dtype, upcast=True,
-    )
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_mse(device, dtype, shape, layout, reduction):
-    x = make(shape, dtype, device, layout).requires_grad_()
-    y = make(shape, dtype, device, "offset").requires_grad_()
-    check_against_torch(
-        lambda a, b: P.mse_loss(a, b, reduction=reduction),
-        lambda a, b: F.mse_loss(a, b, reduction=reduction),
+        lambda a, b: ours(a, b, reduction=reduction),
+        lambda a, b: theirs(a, b, reduction=reduction),
         [x, y], dtype, upcast=True,
     )
 
