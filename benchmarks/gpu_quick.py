@@ -71,6 +71,27 @@ def cases(n, dtype):
     ]
 
 
+def sgd_cases():
+    """SGD with momentum on 540 tensors (40 x 2^20, 400 x 4096, 100 x 7): pyext against torch's fused
+    and foreach steps. Bytes: params and buffers read and written, grads read: 5 x 4 bytes per element."""
+    import pyext.optim
+
+    sizes = [2**20] * 40 + [4096] * 400 + [7] * 100
+    nbytes = 5 * 4 * sum(sizes)
+
+    def optimizer(cls, **kw):
+        params = [torch.randn(n, device="cuda", requires_grad=True) for n in sizes]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt = cls(params, lr=0.01, momentum=0.9, **kw)
+        opt.step()
+        return opt
+
+    ours = optimizer(pyext.optim.SGD)
+    return nbytes, [("pyext", ours.step), ("torch fused", optimizer(torch.optim.SGD, fused=True).step),
+                    ("torch foreach", optimizer(torch.optim.SGD, foreach=True).step)]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=".")
@@ -97,6 +118,14 @@ def main():
                 print(f"{name:<18} {row['dtype']:<9} {row['n']:>6} {t_ours:>9.4f} {t_torch:>9.4f} {gbs:>10.0f} "
                       f"{row['pct_copy']:>6.1f}% {row['speedup']:>7.2f}x")
             torch.cuda.empty_cache()
+    nbytes, providers = sgd_cases()
+    times = {name: time_ms(step) for name, step in providers}
+    for name, ms in times.items():
+        gbs = nbytes / ms / 1e6
+        print(f"sgd momentum, 540 tensors, {name:<13} {ms:8.4f} ms {gbs:7.0f} GB/s {100 * gbs / copy:5.1f}% copy")
+        rows.append(dict(device=device, torch=torch.__version__, commit=commit, op=f"sgd_540_tensors[{name}]",
+                         dtype="float32", n=str(nbytes // 20), pyext_ms=round(ms, 4), torch_ms="",
+                         pyext_gbs=round(gbs, 1), pct_copy=round(100 * gbs / copy, 1), speedup=""))
     out = Path(args.out) / "gpu_quick.csv"
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -259,5 +259,57 @@ int sum(at::TensorIterator& iter, const Formula& f, const at::Tensor& out, doubl
   return errors.load();
 }
 
+void sgd_step(at::TensorList params, at::TensorList grads, at::TensorList buffers, const SgdArgs& args) {
+  if (args.found_inf && args.found_inf->item<float>() != 0.0f) return;  // a skipped step changes nothing
+  // One parallel pass over every tensor: the work is cut into chunks of at most kSgdChunk elements.
+  constexpr int64_t kSgdChunk = 16384;
+  struct Chunk {
+    size_t tensor;
+    int64_t begin, end;
+  };
+  std::vector<Chunk> chunks;
+  for (size_t t = 0; t < params.size(); ++t) {
+    const int64_t n = params[t].numel();
+    for (int64_t b = 0; b < n; b += kSgdChunk) chunks.push_back({t, b, std::min(n, b + kSgdChunk)});
+  }
+  const bool has_buffer = !buffers.empty();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, params[0].scalar_type(), "pyext_cpu_sgd", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    using IO = VecIO<scalar_t>;
+    using AV = Vectorized<acc_t>;
+    const SgdStepOp<acc_t> op{static_cast<acc_t>(args.weight_decay), static_cast<acc_t>(args.momentum),
+                              static_cast<acc_t>(args.dampening), args.nesterov, args.maximize, args.first_step};
+    const acc_t lr = args.lr_tensor ? static_cast<acc_t>(args.lr_tensor->item<double>()) : static_cast<acc_t>(args.lr);
+    const bool scaled = args.grad_scale.has_value();
+    const acc_t scale = scaled ? static_cast<acc_t>(args.grad_scale->item<double>()) : acc_t(1);
+    at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const Chunk& chunk = chunks[c];
+        scalar_t* p = params[chunk.tensor].data_ptr<scalar_t>();
+        const scalar_t* g = grads[chunk.tensor].const_data_ptr<scalar_t>();
+        scalar_t* b = has_buffer ? buffers[chunk.tensor].data_ptr<scalar_t>() : nullptr;
+        int64_t i = chunk.begin;
+        for (; i + IO::kStep <= chunk.end; i += IO::kStep) {
+          auto pv = IO::load(p + i);
+          auto gv = IO::load(g + i);
+          typename IO::Parts bv{};
+          if (has_buffer && !args.first_step) bv = IO::load(b + i);
+          for (int k = 0; k < IO::kParts; ++k) {
+            op(pv[k], scaled ? gv[k] / AV(scale) : gv[k], bv[k], AV(lr));
+          }
+          IO::store(p + i, pv);
+          if (has_buffer) IO::store(b + i, bv);
+        }
+        for (; i < chunk.end; ++i) {
+          acc_t pi = p[i], bi = has_buffer && !args.first_step ? acc_t(b[i]) : acc_t(0);
+          op(pi, scaled ? acc_t(g[i]) / scale : acc_t(g[i]), bi, lr);
+          p[i] = static_cast<scalar_t>(pi);
+          if (has_buffer) b[i] = static_cast<scalar_t>(bi);
+        }
+      }
+    });
+  });
+}
+
 }  // namespace cpu
 }  // namespace pyext

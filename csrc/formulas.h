@@ -178,6 +178,28 @@ struct MseBackwardOp {
   C10_HOST_DEVICE T operator()(T g, T x, T y) const { return T(norm) * (x - y) * g; }
 };
 
+// --- optimizer step ------------------------------------------------------------------------------
+
+// torch.optim.SGD's rule, with the gradient already unscaled (grad / grad_scale):
+//   g = (maximize ? -grad : grad) + wd p
+//   with momentum mu: b = first step ? g : mu b + (1 - dampening) g;  g = nesterov ? g + mu b : b
+//   p = p - lr g
+template <typename acc_t>
+struct SgdStepOp {
+  acc_t weight_decay, momentum, dampening;
+  bool nesterov, maximize, first_step;
+  template <typename T>
+  C10_HOST_DEVICE void operator()(T& p, T g, T& buf, T lr) const {
+    if (maximize) g = -g;
+    if (weight_decay != acc_t(0)) g = g + T(weight_decay) * p;
+    if (momentum != acc_t(0)) {
+      buf = first_step ? g : T(momentum) * buf + T(acc_t(1) - dampening) * g;
+      g = nesterov ? g + T(momentum) * buf : buf;
+    }
+    p = p - lr * g;
+  }
+};
+
 // --- the formula a front-end asks a loop to run --------------------------------------------------
 
 enum class OpKind : int8_t {

@@ -350,6 +350,10 @@ TORCH_LIBRARY(pyext, m) {
         "Tensor? weight=None, Tensor? pos_weight=None, int reduction=1) -> Tensor");
   m.def("mse_loss(Tensor self, Tensor target, int reduction=1) -> Tensor");
   m.def("mse_loss_backward(Tensor grad_output, Tensor self, Tensor target, int reduction=1) -> Tensor");
+  // front-end in sgd.cpp
+  m.def("sgd_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] momentum_buffers, *, float lr, "
+        "float momentum, float dampening, float weight_decay, bool nesterov, bool maximize, bool is_first_step, "
+        "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()");
 }
 
 // The front-ends are device-agnostic: the same functions serve CPU and CUDA tensors.

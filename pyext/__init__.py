@@ -2,6 +2,7 @@
 
     import pyext.ops   # pyext.ops.add, mul, sigmoid, binary_cross_entropy, ...
     import pyext.nn    # Sigmoid, BCELoss, BCEWithLogitsLoss, MSELoss
+    import pyext.optim # SGD, a drop-in for torch.optim.SGD with a fused multi-tensor step
 """
 try:
     import torch  # noqa: F401  (loads libtorch before our library)
@@ -16,6 +17,7 @@ except ImportError as e:  # pragma: no cover - only without a build
 
 from . import ops  # noqa: E402  (registers fake kernels and autograd)
 from . import nn  # noqa: E402
+from . import optim  # noqa: E402
 
 
 def build_info() -> dict:
@@ -25,4 +27,4 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["ops", "nn", "build_info"]
+__all__ = ["ops", "nn", "optim", "build_info"]

@@ -6,6 +6,7 @@ small tensors, odd sizes, misaligned and strided views, forward, backward and re
 import torch
 
 import pyext.ops as P
+import pyext.optim
 
 
 def views(n, dtype, device):
@@ -44,6 +45,17 @@ def main(device="cuda"):
                 P.add_(z, x.detach(), alpha=2)
                 P.mul_(z, 0.5)
                 assert torch.isfinite(z).all(), name
+    # the SGD step: many tensors (several launches), odd sizes, a misaligned one, every option
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        params = [torch.randn(n, device=device, dtype=dtype, requires_grad=True)
+                  for n in [1, 7, 65537, 300_000] + [33] * 250]
+        params.append(torch.randn(1001, device=device, dtype=dtype)[1:].requires_grad_())
+        for nesterov, momentum in ((False, 0.0), (False, 0.9), (True, 0.9)):
+            opt = pyext.optim.SGD(params, lr=0.1, momentum=momentum, nesterov=nesterov, weight_decay=0.01)
+            for _ in range(2):
+                for p in params:
+                    p.grad = torch.randn_like(p)
+                opt.step()
     torch.cuda.synchronize()
     print("sanitize_ops: every op and layout ran")
 

@@ -1,0 +1,107 @@
+"""pyext.optim.SGD: a drop-in for torch.optim.SGD whose step is pyext's fused multi-tensor kernel.
+
+The same constructor, defaults, validation, param groups, state ('momentum_buffer') and state_dict
+as torch.optim.SGD, so either can load the other's state_dict. Each step makes one kernel call per
+(device, dtype, first step or not) bucket of a group; it works with torch.optim.lr_scheduler and with
+torch.amp.GradScaler (the kernel unscales the gradients and skips the step on inf/NaN).
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import ops  # noqa: F401  (loads the kernels)
+
+__all__ = ["SGD"]
+
+
+class SGD(torch.optim.Optimizer):
+    """Like :class:`torch.optim.SGD`:
+    ``SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False,
+    foreach=None, differentiable=False, fused=None)``.
+
+    ``foreach`` and ``fused`` are accepted for compatibility and ignored (the step is always fused);
+    ``differentiable=True`` is not supported. Sparse gradients raise an error.
+    """
+
+    _step_supports_amp_scaling = True  # GradScaler hands us grad_scale / found_inf
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+                 maximize=False, foreach: Optional[bool] = None, differentiable=False, fused: Optional[bool] = None):
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        if differentiable:
+            raise RuntimeError("pyext.optim.SGD does not support differentiable=True")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize, foreach=foreach, differentiable=differentiable,
+                        fused=fused)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("nesterov", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+            group.setdefault("differentiable", False)
+            group.setdefault("fused", None)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step for every parameter that has a gradient; returns the closure's loss, if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grad_scale: Optional[Tensor] = getattr(self, "grad_scale", None)
+        found_inf: Optional[Tensor] = getattr(self, "found_inf", None)
+        for group in self.param_groups:
+            self._step_group(group, grad_scale, found_inf)
+        return loss
+
+    def _step_group(self, group, grad_scale: Optional[Tensor], found_inf: Optional[Tensor]):
+        momentum = group["momentum"]
+        buckets = {}  # (device, dtype, first step) -> [params, grads, buffers]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("pyext.optim.SGD does not support sparse gradients")
+            buffer = self.state[p].get("momentum_buffer") if momentum != 0 else None
+            first = momentum != 0 and buffer is None
+            if first:
+                buffer = self.state[p]["momentum_buffer"] = torch.empty_like(p, memory_format=torch.preserve_format)
+            bucket = buckets.setdefault((p.device, p.dtype, first), ([], [], []))
+            bucket[0].append(p)
+            bucket[1].append(p.grad)
+            if momentum != 0:
+                bucket[2].append(buffer)
+        lr = group["lr"]
+        for (device, _, first), (params, grads, buffers) in buckets.items():
+            lr_value, lr_tensor = lr, None
+            if isinstance(lr, Tensor):
+                if lr.device == device:
+                    lr_value, lr_tensor = 0.0, lr
+                else:
+                    lr_value = lr.item()
+            torch.ops.pyext.sgd_step_(
+                params, grads, buffers,
+                lr=float(lr_value), momentum=momentum, dampening=group["dampening"],
+                weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"],
+                is_first_step=first, lr_tensor=lr_tensor,
+                grad_scale=None if grad_scale is None else grad_scale.to(device),
+                found_inf=None if found_inf is None else found_inf.to(device),
+            )
+
+
+@torch.library.register_fake("pyext::sgd_step_")
+def _(params, grads, momentum_buffers, **kwargs):
+    return None
