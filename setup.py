@@ -6,7 +6,7 @@ Knobs (environment variables):
                             scripts and links to its real toolkit, else /usr/local/cuda).
   TORCH_CUDA_ARCH_LIST=...  architectures to compile for, e.g. "9.0" or "8.0;9.0+PTX". With a GPU
                             visible torch picks its arch; with none we default to DEFAULT_ARCHS.
-  PYEXT_CPU_VEC=avx2|default  the CPU vector ISA for at::vec (default: avx2 when this CPU has it).
+  PYEXT_CPU_VEC=avx512|avx2|default  the CPU vector ISA for at::vec (default: the widest this CPU has).
 """
 import os
 import re
@@ -65,14 +65,29 @@ import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
+CPU_VEC_FLAGS = {
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
+               "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"],
+    "avx2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],
+    "default": ["-DCPU_CAPABILITY=DEFAULT"],
+}
+
+
 def cpu_vec_flags():
+    """at::vec's vector width follows the flags we compile with: the widest this CPU runs."""
     choice = os.environ.get("PYEXT_CPU_VEC")
     if choice is None:
-        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        choice = "avx2" if all(f" {f}" in flags for f in ("avx2", "fma", "f16c")) else "default"
-    if choice == "avx2":
-        return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
-    return ["-DCPU_CAPABILITY=DEFAULT"]
+        info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+        if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c"} <= flags:
+            choice = "avx512"
+        elif {"avx2", "fma", "f16c"} <= flags:
+            choice = "avx2"
+        else:
+            choice = "default"
+    if choice not in CPU_VEC_FLAGS:
+        raise SystemExit(f"PYEXT_CPU_VEC must be one of {', '.join(CPU_VEC_FLAGS)}, not {choice!r}")
+    return CPU_VEC_FLAGS[choice]
 
 
 def cuda_archs():

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <atomic>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -24,7 +25,14 @@ struct Math<Vectorized<S>> {
   using V = Vectorized<S>;
   static V exp(V x) { return x.exp(); }
   static V log(V x) { return x.log(); }
-  static V log1p(V x) { return x.log1p(); }
+  // ln(1 + x) = ln(u) x / (u - 1) with u = 1 + x rounded (x itself where u - 1 is 0, and at +inf): as
+  // accurate as ln near x = 0, and several times faster than Sleef's vector log1p.
+  static V log1p(V x) {
+    const V u = V(1) + x;
+    const V d = u - V(1);
+    const V r = V::blendv(u.log() * x / d, x, (d == V(0)) | (x == V(std::numeric_limits<S>::infinity())));
+    return r;
+  }
   static V abs(V x) { return x.abs(); }
   static V max(V a, V b) { return at::vec::maximum(a, b); }
   static V min(V a, V b) { return at::vec::minimum(a, b); }

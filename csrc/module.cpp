@@ -15,7 +15,9 @@ PyObject* build_info(PyObject*, PyObject*) {
   PyObject* cuda = Py_False;
   const char* archs = "";
 #endif
-#ifdef CPU_CAPABILITY_AVX2
+#if defined(CPU_CAPABILITY_AVX512)
+  const char* cpu_vec = "avx512";
+#elif defined(CPU_CAPABILITY_AVX2)
   const char* cpu_vec = "avx2";
 #else
   const char* cpu_vec = "default";

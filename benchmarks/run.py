@@ -1,0 +1,370 @@
+"""Benchmarks: every pyext kernel against torch eager, torch.compile and (SGD) torch's foreach and fused
+steps, and against the hardware limit measured in the same run (a large tensor copy).
+
+    python benchmarks/run.py [--device cpu|cuda] [--quick] [--ops ...] [--dtypes ...] [--providers ...] [--out DIR]
+
+Timing: torch.utils.benchmark on CPU, CUDA events on GPU; warm-up first; inputs rotated among enough
+copies to exceed the last-level cache; median with p20-p80. Output: a console table, a CSV (device,
+torch version and git commit on every row) and PNG plots (GB/s against size, a line per provider)
+under --out (default benchmarks/results/<device>/).
+
+Bytes each op must move (napkin math; n elements of b bytes, reads + writes):
+  add, mul                 fwd 3nb (read 2, write 1)   bwd: add 0 (grad passes through), mul 5nb
+  mul_row (N,1024)*(1024,) fwd 2nb                     bwd 3nb (grad_input; the row's grad is a reduction)
+  sigmoid                  fwd 2nb                     bwd 3nb (read grad, output; write grad_input)
+  bce_none                 fwd 3nb                     bwd 4nb (read grad, x, y; write grad_x)
+  bce_mean, bce_logits_mean, mse_mean
+                           fwd 2nb (read x, y; one scalar out)   bwd 3nb (read x, y; write grad_x)
+  sgd (momentum/nesterov)  5b per parameter element (read p, g, buf; write p, buf)
+  full = fwd + bwd.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pyext.nn  # noqa: E402
+import pyext.ops as P  # noqa: E402
+import pyext.optim  # noqa: E402
+
+CACHE_BYTES = 64 << 20  # rotate inputs past this (more than the H100's 50 MB L2 and this CPU's L3)
+
+
+# --- ops: (pyext function, torch function, inputs, bytes per mode) ------------------------------
+
+@dataclass
+class Op:
+    name: str
+    ours: Callable
+    theirs: Callable
+    make: Callable  # (n, dtype, device) -> list of input tensors (those that take gradients first)
+    grads: int  # how many leading inputs take gradients
+    bytes: Dict[str, float]  # mode -> bytes per element (times the element size)
+
+
+def _unit(n, dtype, device):
+    return (torch.rand(n, device=device) * 0.98 + 0.01).to(dtype)
+
+
+OPS = [
+    Op("add", lambda a, b: P.add(a, b), lambda a, b: torch.add(a, b),
+       lambda n, d, dev: [torch.randn(n, device=dev, dtype=d), torch.randn(n, device=dev, dtype=d)], 2,
+       dict(fwd=3, bwd=0, full=3)),
+    Op("mul", P.mul, torch.mul,
+       lambda n, d, dev: [torch.randn(n, device=dev, dtype=d), torch.randn(n, device=dev, dtype=d)], 2,
+       dict(fwd=3, bwd=5, full=8)),
+    Op("mul_row", P.mul, torch.mul,
+       lambda n, d, dev: [torch.randn(max(n // 1024, 1), 1024, device=dev, dtype=d),
+                          torch.randn(1024, device=dev, dtype=d)], 1, dict(fwd=2, bwd=3, full=5)),
+    Op("sigmoid", P.sigmoid, torch.sigmoid, lambda n, d, dev: [torch.randn(n, device=dev, dtype=d)], 1,
+       dict(fwd=2, bwd=3, full=5)),
+    Op("bce_none", lambda x, y: P.binary_cross_entropy(x, y, reduction="none"),
+       lambda x, y: F.binary_cross_entropy(x, y, reduction="none"),
+       lambda n, d, dev: [_unit(n, d, dev), _unit(n, d, dev)], 1, dict(fwd=3, bwd=4, full=7)),
+    Op("bce_mean", P.binary_cross_entropy, F.binary_cross_entropy,
+       lambda n, d, dev: [_unit(n, d, dev), _unit(n, d, dev)], 1, dict(fwd=2, bwd=3, full=5)),
+    Op("bce_logits_mean", P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+       lambda n, d, dev: [torch.randn(n, device=dev, dtype=d), _unit(n, d, dev)], 1, dict(fwd=2, bwd=3, full=5)),
+    Op("mse_mean", P.mse_loss, F.mse_loss,
+       lambda n, d, dev: [torch.randn(n, device=dev, dtype=d), torch.randn(n, device=dev, dtype=d)], 1,
+       dict(fwd=2, bwd=3, full=5)),
+]
+MODES = ("fwd", "bwd", "full")
+
+
+# --- timing -----------------------------------------------------------------------------------------
+
+def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float) -> List[float]:
+    """Seconds per call of fn(i), cycling i over the input sets; a list of samples."""
+    calls = [0]
+
+    def call():
+        fn(calls[0] % sets)
+        calls[0] += 1
+
+    for _ in range(3):
+        call()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        samples = []
+        budget = max(min_time, 0.05)
+        spent = 0.0
+        while spent < budget or len(samples) < 10:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / 1e3)
+            spent += samples[-1] + 2e-5
+            if len(samples) >= 200:
+                break
+        return samples
+    import torch.utils.benchmark as tb
+
+    m = tb.Timer("call()", globals={"call": call}).blocked_autorange(min_run_time=min_time)
+    return list(m.times)
+
+
+def quantiles(samples):
+    s = sorted(samples)
+    q = lambda f: s[min(len(s) - 1, int(f * (len(s) - 1) + 0.5))]  # noqa: E731
+    return statistics.median(s), q(0.2), q(0.8)
+
+
+def copy_bandwidth(device, min_time) -> float:
+    n = (256 << 20) // 4 if device == "cuda" else (128 << 20) // 4
+    x = torch.randn(n, device=device)
+    y = torch.empty_like(x)
+    med, _, _ = quantiles(measure(lambda i: y.copy_(x), device, 1, min_time))
+    return 2 * n * 4 / med / 1e9
+
+
+# --- providers ----------------------------------------------------------------------------------------
+
+def op_callable(op: Op, provider: str, mode: str, inputs_sets, compiled_cache):
+    """fn(i) running `mode` of the op on input set i with one provider."""
+    if provider == "pyext":
+        fn = op.ours
+    elif provider == "eager":
+        fn = op.theirs
+    elif provider == "compile":
+        key = (op.name, mode)
+        if key not in compiled_cache:
+            compiled_cache[key] = torch.compile(op.theirs, dynamic=False)
+        fn = compiled_cache[key]
+    else:
+        return None
+
+    if mode == "fwd":
+        def run(i):
+            with torch.no_grad():
+                return fn(*inputs_sets[i])
+        return run
+
+    prepared = []
+    for inputs in inputs_sets:
+        leaves = [t.detach().requires_grad_(k < op.grads) for k, t in enumerate(inputs)]
+        grad_leaves = leaves[: op.grads]
+        if mode == "bwd":
+            out = fn(*leaves)
+            prepared.append((out, grad_leaves, torch.ones_like(out)))
+        else:
+            prepared.append((leaves, grad_leaves))
+    if mode == "bwd":
+        return lambda i: torch.autograd.grad(prepared[i][0], prepared[i][1], prepared[i][2], retain_graph=True)
+
+    def full(i):
+        leaves, grad_leaves = prepared[i]
+        out = fn(*leaves)
+        return torch.autograd.grad(out, grad_leaves, torch.ones_like(out))
+    return full
+
+
+SGD_SIZES = {"cpu": [65536] * 50 + [4096] * 150, "cuda": [2**20] * 40 + [4096] * 400 + [7] * 100}
+
+
+def sgd_callable(provider, device, dtype, nesterov):
+    sizes = SGD_SIZES[device]
+    params = [torch.randn(n, device=device, dtype=dtype, requires_grad=True) for n in sizes]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    kw = dict(lr=0.01, momentum=0.9, nesterov=nesterov)
+    if provider == "pyext":
+        opt = pyext.optim.SGD(params, **kw)
+    elif provider == "eager":
+        opt = torch.optim.SGD(params, foreach=False, **kw)
+    elif provider == "foreach":
+        opt = torch.optim.SGD(params, foreach=True, **kw)
+    elif provider == "fused":
+        opt = torch.optim.SGD(params, fused=True, **kw)
+    else:
+        return None, 0
+    opt.step()
+    return (lambda i: opt.step()), sum(sizes)
+
+
+def tutorial_callable(provider, device):
+    """One iteration of the tutorial's logistic regression (200 points, Linear(2,1) + Sigmoid + BCE + SGD)."""
+    from pyext.train.data import tutorial_logistic
+
+    if provider not in ("pyext", "eager"):
+        return None
+    x, y = (t.to(device) for t in tutorial_logistic())
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(2, 1).to(device)
+    ours = provider == "pyext"
+    sigmoid = pyext.nn.Sigmoid() if ours else torch.nn.Sigmoid()
+    loss_fn = pyext.nn.BCELoss() if ours else torch.nn.BCELoss()
+    opt = (pyext.optim.SGD if ours else torch.optim.SGD)(linear.parameters(), lr=0.01, momentum=0.9)
+
+    def step(i):
+        opt.zero_grad()
+        loss = loss_fn(sigmoid(linear(x)), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+def git_commit():
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return done.stdout.strip() or "unknown"
+
+
+def device_name(device):
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()} x{torch.get_num_threads()} threads"
+    return "cpu"
+
+
+def slug(name):
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")[:60]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="a few sizes, float32 (CPU: under 5 minutes)")
+    parser.add_argument("--ops", nargs="+", help=f"of {[o.name for o in OPS] + ['sgd', 'tutorial']}")
+    parser.add_argument("--dtypes", nargs="+", default=None, help="float32 bfloat16")
+    parser.add_argument("--modes", nargs="+", default=list(MODES))
+    parser.add_argument("--providers", nargs="+", default=["pyext", "eager", "compile", "foreach", "fused"])
+    parser.add_argument("--out", help="folder for the CSV and plots (default benchmarks/results/<device>)")
+    parser.add_argument("--min-time", type=float, default=None, help="seconds of timing per measurement")
+    args = parser.parse_args(argv)
+
+    device = args.device
+    cpu = device == "cpu"
+    if args.quick:
+        sizes = [2**14, 2**20, 2**22] if cpu else [2**20, 2**24, 2**28]
+        dtypes = args.dtypes or ["float32"]
+        min_time = args.min_time or (0.1 if cpu else 0.05)
+    else:
+        sizes = [2**k for k in range(10, 25 if cpu else 29, 2)]
+        dtypes = args.dtypes or ["float32", "bfloat16"]
+        min_time = args.min_time or 0.3
+    if args.quick and cpu and "compile" in args.providers and args.ops is None:
+        print("quick CPU run: torch.compile only for bce_mean and bce_logits_mean (compiling is slow here)")
+    names = args.ops or [o.name for o in OPS] + ["sgd", "tutorial"]
+    name = device_name(device)
+    commit = git_commit()
+    out_dir = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / slug(name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copy = copy_bandwidth(device, min_time)
+    print(f"{name}, torch {torch.__version__}, commit {commit}: copy bandwidth {copy:.1f} GB/s (read + write)")
+    header = f"{'op':<16}{'mode':<5}{'provider':<9}{'dtype':<9}{'n':>9} {'median us':>10} {'p20-p80 us':>17} " \
+             f"{'GB/s':>7} {'%copy':>6}  speed-up of pyext"
+    print(header)
+    rows = []
+    compiled = {}
+
+    def emit(op, mode, provider, dtype, n, samples, nbytes, ref_times):
+        med, p20, p80 = quantiles(samples)
+        gbs = nbytes / med / 1e9 if nbytes else float("nan")
+        row = dict(device=name, torch=torch.__version__, commit=commit, op=op, mode=mode, provider=provider,
+                   dtype=dtype, n=n, median_us=round(med * 1e6, 3), p20_us=round(p20 * 1e6, 3),
+                   p80_us=round(p80 * 1e6, 3), gbs=round(gbs, 2), pct_copy=round(100 * gbs / copy, 1))
+        ref_times[provider] = med
+        rows.append(row)
+        speed = ""
+        if provider != "pyext" and "pyext" in ref_times:
+            speed = f"{med / ref_times['pyext']:.2f}x vs {provider}"
+        print(f"{op:<16}{mode:<5}{provider:<9}{dtype:<9}{n:>9} {med * 1e6:>10.1f} {p20 * 1e6:>8.1f}-{p80 * 1e6:<8.1f} "
+              f"{gbs:>7.1f} {row['pct_copy']:>5.1f}%  {speed}", flush=True)
+
+    for op in [o for o in OPS if o.name in names]:
+        for dtype_name in dtypes:
+            dtype = getattr(torch, dtype_name)
+            for n in sizes:
+                probe = op.make(n, dtype, device)
+                set_bytes = sum(t.numel() * t.element_size() for t in probe)
+                sets = max(1, min(16, math.ceil(2 * CACHE_BYTES / set_bytes)))
+                inputs = [probe] + [op.make(n, dtype, device) for _ in range(sets - 1)]
+                numel = probe[0].numel()
+                for mode in args.modes:
+                    ref = {}
+                    for provider in ("pyext", "eager", "compile"):
+                        if provider not in args.providers:
+                            continue
+                        if provider == "compile" and args.quick and cpu and op.name not in ("bce_mean",
+                                                                                            "bce_logits_mean"):
+                            continue
+                        fn = op_callable(op, provider, mode, inputs, compiled)
+                        emit(op.name, mode, provider, dtype_name, numel, measure(fn, device, sets, min_time),
+                             op.bytes[mode] * numel * probe[0].element_size(), ref)
+                del inputs, probe
+    if "sgd" in names:
+        for dtype_name in dtypes:
+            for nesterov in (False, True):
+                ref = {}
+                for provider in ("pyext", "eager", "foreach", "fused"):
+                    if provider not in args.providers:
+                        continue
+                    fn, numel = sgd_callable(provider, device, getattr(torch, dtype_name), nesterov)
+                    emit("sgd_nesterov" if nesterov else "sgd_momentum", "step", provider, dtype_name, numel,
+                         measure(fn, device, 1, min_time), 5 * numel * getattr(torch, dtype_name).itemsize, ref)
+    if "tutorial" in names:
+        ref = {}
+        for provider in ("pyext", "eager"):
+            if provider in args.providers:
+                emit("tutorial_logistic", "iter", provider, "float32", 200,
+                     measure(tutorial_callable(provider, device), device, 1, min_time), 0, ref)
+
+    csv_path = out_dir / f"{'quick' if args.quick else 'full'}_{device}.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {csv_path}")
+    for path in plot(rows, out_dir, device):
+        print(f"wrote {path}")
+
+
+def plot(rows, out_dir, device):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    ops = sorted({r["op"] for r in rows if r["mode"] in MODES})
+    for op in ops:
+        mine = [r for r in rows if r["op"] == op]
+        modes = [m for m in MODES if any(r["mode"] == m for r in mine)]
+        fig, axes = plt.subplots(1, len(modes), figsize=(5 * len(modes), 3.6), squeeze=False)
+        for ax, mode in zip(axes[0], modes):
+            for provider in sorted({r["provider"] for r in mine}):
+                for dtype in sorted({r["dtype"] for r in mine}):
+                    pts = [(r["n"], r["gbs"]) for r in mine if r["mode"] == mode and r["provider"] == provider
+                           and r["dtype"] == dtype]
+                    if pts:
+                        ax.plot(*zip(*pts), marker="o", label=f"{provider} {dtype}")
+            ax.set(xscale="log", xlabel="elements", ylabel="GB/s", title=f"{op} {mode}")
+            ax.legend(fontsize=7)
+        path = out_dir / f"{op}_{device}.png"
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    main()
