@@ -260,7 +260,8 @@ def _(grad_output, input, target, reduction=_MEAN):
 
 
 # ---------------------------------------------------------------------------------------------
-# Autograd: every backward calls pyext ops (higher orders then come for free)
+# Autograd. The forward ops' autograd is C++ (csrc/autograd.cpp: as cheap per call as torch's own);
+# their backward ops get theirs here, for second and higher orders. Every backward calls pyext ops.
 # ---------------------------------------------------------------------------------------------
 
 def _sum_to(grad: Optional[Tensor], shape) -> Optional[Tensor]:
@@ -283,67 +284,7 @@ def _no_weight_grad(op: str, *weights):
         raise NotImplementedError(f"pyext.{op}: the derivative for 'weight' and 'pos_weight' is not implemented")
 
 
-# add / mul ------------------------------------------------------------------------------------
-
-def _setup_binary(ctx, inputs, output):
-    input, other = inputs[0], inputs[1]
-    ctx.positional = len(inputs)
-    ctx.alpha = inputs[2] if len(inputs) > 2 else None
-    ctx.input_shape = input.shape
-    ctx.other_is_tensor = isinstance(other, Tensor)
-    ctx.other_shape = other.shape if ctx.other_is_tensor else None
-    ctx.other_device = other.device if ctx.other_is_tensor else None
-    ctx.scalar_other = None if ctx.other_is_tensor else other
-
-
-def _setup_mul(ctx, inputs, output):
-    _setup_binary(ctx, inputs, output)
-    input, other = inputs
-    ctx.save_for_backward(input if ctx.other_is_tensor and ctx.needs_input_grad[1] else None,
-                          other if ctx.other_is_tensor and ctx.needs_input_grad[0] else None)
-
-
-def _setup_add_tensor(ctx, inputs, keyword_only_inputs, output):
-    _setup_binary(ctx, (*inputs, keyword_only_inputs.get("alpha", 1)), output)
-    ctx.positional = 2  # alpha is keyword-only in add.Tensor
-
-
-def _add_backward(ctx, grad):
-    grad_input = _sum_to(grad, ctx.input_shape) if ctx.needs_input_grad[0] else None
-    grad_other = None
-    if ctx.other_is_tensor and ctx.needs_input_grad[1]:
-        g = grad if ctx.alpha == 1 else mul(grad, ctx.alpha)
-        grad_other = _sum_to(g, ctx.other_shape).to(ctx.other_device)
-    return (grad_input, grad_other, None)[: ctx.positional]
-
-
-def _mul_backward(ctx, grad):
-    input, other = ctx.saved_tensors
-    grad_input = grad_other = None
-    if ctx.needs_input_grad[0]:
-        factor = other if ctx.other_is_tensor else ctx.scalar_other
-        grad_input = _sum_to(mul(grad, factor), ctx.input_shape)
-    if ctx.other_is_tensor and ctx.needs_input_grad[1]:
-        grad_other = _sum_to(mul(grad, input), ctx.other_shape).to(ctx.other_device)
-    return grad_input, grad_other
-
-
-torch.library.register_autograd("pyext::add.Tensor", _add_backward, setup_context=_setup_add_tensor)
-torch.library.register_autograd("pyext::add.Scalar", _add_backward, setup_context=_setup_binary)
-torch.library.register_autograd("pyext::mul.Tensor", _mul_backward, setup_context=_setup_mul)
-torch.library.register_autograd("pyext::mul.Scalar", _mul_backward, setup_context=_setup_mul)
-
-
-# sigmoid ----------------------------------------------------------------------------------------
-
-def _setup_sigmoid(ctx, inputs, output):
-    ctx.save_for_backward(output)
-
-
-def _sigmoid_backward(ctx, grad):
-    (output,) = ctx.saved_tensors
-    return _ops.sigmoid_backward(grad, output)
-
+# sigmoid_backward: its own gradient, for higher orders -------------------------------------------
 
 def _setup_sigmoid_bw(ctx, inputs, output):
     ctx.save_for_backward(*inputs)
@@ -357,50 +298,12 @@ def _sigmoid_backward_backward(ctx, gg):
     return grad_grad, grad_output
 
 
-torch.library.register_autograd("pyext::sigmoid", _sigmoid_backward, setup_context=_setup_sigmoid)
 torch.library.register_autograd("pyext::sigmoid_backward", _sigmoid_backward_backward, setup_context=_setup_sigmoid_bw)
 
-
-# losses: forward --------------------------------------------------------------------------------
 
 def _setup_loss(ctx, inputs, output):
     ctx.save_for_backward(*(t if isinstance(t, Tensor) else None for t in inputs[:-1]))
     ctx.reduction = inputs[-1]
-
-
-def _bce_backward(ctx, grad):
-    input, target, weight = ctx.saved_tensors
-    _no_weight_grad("binary_cross_entropy", weight)
-    red = ctx.reduction
-    gi = _ops.binary_cross_entropy_backward(grad, input, target, weight, red) if ctx.needs_input_grad[0] else None
-    gt = _ops.binary_cross_entropy_target_backward(grad, input, weight, red) if ctx.needs_input_grad[1] else None
-    return gi, gt, None, None
-
-
-def _bce_logits_backward(ctx, grad):
-    input, target, weight, pos_weight = ctx.saved_tensors
-    _no_weight_grad("binary_cross_entropy_with_logits", weight, pos_weight)
-    red = ctx.reduction
-    gi = (_ops.binary_cross_entropy_with_logits_backward(grad, input, target, weight, pos_weight, red)
-          if ctx.needs_input_grad[0] else None)
-    gt = (_ops.binary_cross_entropy_with_logits_target_backward(grad, input, weight, pos_weight, red)
-          if ctx.needs_input_grad[1] else None)
-    return gi, gt, None, None, None
-
-
-def _mse_backward(ctx, grad):
-    input, target = ctx.saved_tensors
-    red = ctx.reduction
-    gi = _sum_to(_ops.mse_loss_backward(grad, input, target, red), input.shape) if ctx.needs_input_grad[0] else None
-    gt = _sum_to(_ops.mse_loss_backward(grad, target, input, red), target.shape) if ctx.needs_input_grad[1] else None
-    return gi, gt, None
-
-
-torch.library.register_autograd("pyext::binary_cross_entropy", _bce_backward, setup_context=_setup_loss)
-torch.library.register_autograd(
-    "pyext::binary_cross_entropy_with_logits", _bce_logits_backward, setup_context=_setup_loss
-)
-torch.library.register_autograd("pyext::mse_loss", _mse_backward, setup_context=_setup_loss)
 
 
 # losses: second order ---------------------------------------------------------------------------

@@ -1,0 +1,282 @@
+// Autograd for the forward ops, registered in C++ (the Autograd dispatch key) so that a call that
+// records a gradient costs what torch's own ops cost. Each backward calls pyext ops through the
+// dispatcher, so the gradients are themselves differentiable (create_graph=True, higher orders): the
+// backward ops (sigmoid_backward, the loss backwards) have their own autograd, registered from
+// Python in pyext/ops.py. The formulas are those of csrc/formulas.h.
+#include <ATen/ATen.h>
+#include <ATen/ExpandUtils.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+namespace pyext {
+namespace {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// --- pyext ops through the dispatcher (with their autograd) --------------------------------------
+
+// Named pyext::call::X so that at::X (found by argument-dependent lookup) is never taken instead.
+namespace call {
+
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> op(const char* name, const char* overload) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, overload).typed<Signature>();
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  static const auto h = op<Tensor(const Tensor&, const Tensor&)>("pyext::mul", "Tensor");
+  return h.call(a, b);
+}
+Tensor mul(const Tensor& a, const c10::Scalar& b) {
+  static const auto h = op<Tensor(const Tensor&, const c10::Scalar&)>("pyext::mul", "Scalar");
+  return h.call(a, b);
+}
+Tensor add(const Tensor& a, const Tensor& b, const c10::Scalar& alpha) {
+  static const auto h = op<Tensor(const Tensor&, const Tensor&, const c10::Scalar&)>("pyext::add", "Tensor");
+  return h.call(a, b, alpha);
+}
+Tensor add(const Tensor& a, const c10::Scalar& b, const c10::Scalar& alpha) {
+  static const auto h = op<Tensor(const Tensor&, const c10::Scalar&, const c10::Scalar&)>("pyext::add", "Scalar");
+  return h.call(a, b, alpha);
+}
+Tensor sigmoid(const Tensor& x) {
+  static const auto h = op<Tensor(const Tensor&)>("pyext::sigmoid", "");
+  return h.call(x);
+}
+Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
+  static const auto h = op<Tensor(const Tensor&, const Tensor&)>("pyext::sigmoid_backward", "");
+  return h.call(g, y);
+}
+Tensor bce(const Tensor& x, const Tensor& y, const OptTensor& w, int64_t reduction) {
+  static const auto h =
+      op<Tensor(const Tensor&, const Tensor&, const OptTensor&, int64_t)>("pyext::binary_cross_entropy", "");
+  return h.call(x, y, w, reduction);
+}
+Tensor bce_backward(const Tensor& g, const Tensor& x, const Tensor& y, const OptTensor& w, int64_t reduction) {
+  static const auto h = op<Tensor(const Tensor&, const Tensor&, const Tensor&, const OptTensor&, int64_t)>(
+      "pyext::binary_cross_entropy_backward", "");
+  return h.call(g, x, y, w, reduction);
+}
+Tensor bce_target_backward(const Tensor& g, const Tensor& x, const OptTensor& w, int64_t reduction) {
+  static const auto h = op<Tensor(const Tensor&, const Tensor&, const OptTensor&, int64_t)>(
+      "pyext::binary_cross_entropy_target_backward", "");
+  return h.call(g, x, w, reduction);
+}
+Tensor bce_logits(const Tensor& x, const Tensor& y, const OptTensor& w, const OptTensor& p, int64_t reduction) {
+  static const auto h = op<Tensor(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&, int64_t)>(
+      "pyext::binary_cross_entropy_with_logits", "");
+  return h.call(x, y, w, p, reduction);
+}
+Tensor bce_logits_backward(const Tensor& g, const Tensor& x, const Tensor& y, const OptTensor& w,
+                           const OptTensor& p, int64_t reduction) {
+  static const auto h =
+      op<Tensor(const Tensor&, const Tensor&, const Tensor&, const OptTensor&, const OptTensor&, int64_t)>(
+          "pyext::binary_cross_entropy_with_logits_backward", "");
+  return h.call(g, x, y, w, p, reduction);
+}
+Tensor bce_logits_target_backward(const Tensor& g, const Tensor& x, const OptTensor& w, const OptTensor& p,
+                                  int64_t reduction) {
+  static const auto h = op<Tensor(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&, int64_t)>(
+      "pyext::binary_cross_entropy_with_logits_target_backward", "");
+  return h.call(g, x, w, p, reduction);
+}
+Tensor mse(const Tensor& x, const Tensor& y, int64_t reduction) {
+  static const auto h = op<Tensor(const Tensor&, const Tensor&, int64_t)>("pyext::mse_loss", "");
+  return h.call(x, y, reduction);
+}
+Tensor mse_backward(const Tensor& g, const Tensor& x, const Tensor& y, int64_t reduction) {
+  static const auto h =
+      op<Tensor(const Tensor&, const Tensor&, const Tensor&, int64_t)>("pyext::mse_loss_backward", "");
+  return h.call(g, x, y, reduction);
+}
+
+}  // namespace call
+
+// A broadcast gradient summed back to its operand's shape, on the operand's device (a CPU 0-d
+// operand beside a CUDA tensor gets its gradient on the CPU, as in torch).
+Tensor reduce_to(const Tensor& grad, at::IntArrayRef sizes, c10::Device device) {
+  Tensor g = at::sum_to(grad, sizes);
+  return g.device() == device ? g : g.to(device);
+}
+Tensor reduce_to(const Tensor& grad, const Tensor& operand) {
+  return reduce_to(grad, operand.sizes(), operand.device());
+}
+
+// What add's backward needs of an operand: its shape and device, not its values.
+void save_layout(AutogradContext* ctx, const char* key, const Tensor& t) {
+  ctx->saved_data[std::string(key) + "_sizes"] = t.sizes();
+  ctx->saved_data[std::string(key) + "_device"] = t.device();
+}
+Tensor reduce_to_saved(AutogradContext* ctx, const char* key, const Tensor& grad) {
+  const auto sizes = ctx->saved_data[std::string(key) + "_sizes"].toIntVector();
+  return reduce_to(grad, sizes, ctx->saved_data[std::string(key) + "_device"].toDevice());
+}
+
+void no_weight_grad(const char* op, const OptTensor& w, const OptTensor& p = std::nullopt) {
+  const bool needs = at::GradMode::is_enabled() && ((w && w->defined() && w->requires_grad()) ||
+                                                   (p && p->defined() && p->requires_grad()));
+  TORCH_CHECK_NOT_IMPLEMENTED(!needs, "pyext.", op, ": the derivative for 'weight' and 'pos_weight' is not implemented");
+}
+
+// --- add, mul ------------------------------------------------------------------------------------
+
+struct AddFunction : torch::autograd::Function<AddFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& b, const c10::Scalar& alpha) {
+    ctx->saved_data["alpha"] = alpha;
+    save_layout(ctx, "a", a);
+    save_layout(ctx, "b", b);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::add(a, b, alpha);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // d/da = 1, d/db = alpha
+    const c10::Scalar alpha = ctx->saved_data["alpha"].toScalar();
+    Tensor ga, gb;
+    if (ctx->needs_input_grad(0)) ga = reduce_to_saved(ctx, "a", grads[0]);
+    if (ctx->needs_input_grad(1)) gb = reduce_to_saved(ctx, "b", alpha.equal(1) ? grads[0] : call::mul(grads[0], alpha));
+    return {ga, gb, Tensor()};
+  }
+};
+
+struct AddScalarFunction : torch::autograd::Function<AddScalarFunction> {
+  static Tensor forward(AutogradContext*, const Tensor& a, const c10::Scalar& b, const c10::Scalar& alpha) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::add(a, b, alpha);
+  }
+  static variable_list backward(AutogradContext*, variable_list grads) { return {grads[0], Tensor(), Tensor()}; }
+};
+
+struct MulFunction : torch::autograd::Function<MulFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& b) {
+    ctx->save_for_backward({a, b});
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::mul(a, b);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // d/da = b, d/db = a
+    const auto saved = ctx->get_saved_variables();
+    Tensor ga, gb;
+    if (ctx->needs_input_grad(0)) ga = reduce_to(call::mul(grads[0], saved[1]), saved[0]);
+    if (ctx->needs_input_grad(1)) gb = reduce_to(call::mul(grads[0], saved[0]), saved[1]);
+    return {ga, gb};
+  }
+};
+
+struct MulScalarFunction : torch::autograd::Function<MulScalarFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& a, const c10::Scalar& b) {
+    ctx->saved_data["other"] = b;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::mul(a, b);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {call::mul(grads[0], ctx->saved_data["other"].toScalar()), Tensor()};
+  }
+};
+
+// --- sigmoid -------------------------------------------------------------------------------------
+
+struct SigmoidFunction : torch::autograd::Function<SigmoidFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x) {
+    Tensor y;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      y = call::sigmoid(x);
+    }
+    ctx->save_for_backward({y});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return {call::sigmoid_backward(grads[0], ctx->get_saved_variables()[0])};
+  }
+};
+
+// --- losses: gradients for input and target ------------------------------------------------------
+
+struct BceFunction : torch::autograd::Function<BceFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& y, const OptTensor& w,
+                        int64_t reduction) {
+    ctx->save_for_backward({x, y, w.value_or(Tensor())});
+    ctx->saved_data["reduction"] = reduction;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::bce(x, y, w, reduction);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const int64_t red = ctx->saved_data["reduction"].toInt();
+    const OptTensor w = s[2].defined() ? OptTensor(s[2]) : std::nullopt;
+    Tensor gx, gy;
+    if (ctx->needs_input_grad(0)) gx = call::bce_backward(grads[0], s[0], s[1], w, red);
+    if (ctx->needs_input_grad(1)) gy = call::bce_target_backward(grads[0], s[0], w, red);
+    return {gx, gy, Tensor(), Tensor()};
+  }
+};
+
+struct BceLogitsFunction : torch::autograd::Function<BceLogitsFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& y, const OptTensor& w,
+                        const OptTensor& p, int64_t reduction) {
+    ctx->save_for_backward({x, y, w.value_or(Tensor()), p.value_or(Tensor())});
+    ctx->saved_data["reduction"] = reduction;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::bce_logits(x, y, w, p, reduction);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const int64_t red = ctx->saved_data["reduction"].toInt();
+    const OptTensor w = s[2].defined() ? OptTensor(s[2]) : std::nullopt;
+    const OptTensor p = s[3].defined() ? OptTensor(s[3]) : std::nullopt;
+    Tensor gx, gy;
+    if (ctx->needs_input_grad(0)) gx = call::bce_logits_backward(grads[0], s[0], s[1], w, p, red);
+    if (ctx->needs_input_grad(1)) gy = call::bce_logits_target_backward(grads[0], s[0], w, p, red);
+    return {gx, gy, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+struct MseFunction : torch::autograd::Function<MseFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& y, int64_t reduction) {
+    ctx->save_for_backward({x, y});
+    ctx->saved_data["reduction"] = reduction;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::mse(x, y, reduction);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // d/dx = norm (x - y) g; d/dy is the same with x and y swapped
+    const auto s = ctx->get_saved_variables();
+    const int64_t red = ctx->saved_data["reduction"].toInt();
+    Tensor gx, gy;
+    if (ctx->needs_input_grad(0)) gx = reduce_to(call::mse_backward(grads[0], s[0], s[1], red), s[0]);
+    if (ctx->needs_input_grad(1)) gy = reduce_to(call::mse_backward(grads[0], s[1], s[0], red), s[1]);
+    return {gx, gy, Tensor()};
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pyext, Autograd, m) {
+  m.impl("add.Tensor", [](const Tensor& a, const Tensor& b, const c10::Scalar& alpha) {
+    return AddFunction::apply(a, b, alpha);
+  });
+  m.impl("add.Scalar", [](const Tensor& a, const c10::Scalar& b, const c10::Scalar& alpha) {
+    return AddScalarFunction::apply(a, b, alpha);
+  });
+  m.impl("mul.Tensor", [](const Tensor& a, const Tensor& b) { return MulFunction::apply(a, b); });
+  m.impl("mul.Scalar", [](const Tensor& a, const c10::Scalar& b) { return MulScalarFunction::apply(a, b); });
+  m.impl("sigmoid", [](const Tensor& x) { return SigmoidFunction::apply(x); });
+  // (apply runs forward with grad mode off: the weight check comes before it)
+  m.impl("binary_cross_entropy", [](const Tensor& x, const Tensor& y, const OptTensor& w, int64_t reduction) {
+    no_weight_grad("binary_cross_entropy", w);
+    return BceFunction::apply(x, y, w, reduction);
+  });
+  m.impl("binary_cross_entropy_with_logits", [](const Tensor& x, const Tensor& y, const OptTensor& w,
+                                                const OptTensor& p, int64_t reduction) {
+    no_weight_grad("binary_cross_entropy_with_logits", w, p);
+    return BceLogitsFunction::apply(x, y, w, p, reduction);
+  });
+  m.impl("mse_loss", [](const Tensor& x, const Tensor& y, int64_t reduction) {
+    return MseFunction::apply(x, y, reduction);
+  });
+}
+
+}  // namespace pyext
