@@ -4,7 +4,6 @@ magnitudes); outputs and gradients compared with torch. Fixed seed (derandomized
 HYPOTHESIS_PROFILE=long runs many more cases."""
 import os
 
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings

@@ -35,7 +35,8 @@ def plot(kind, results, x, y, info, standardize, out_dir):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in results:
-        ax.plot(range(1, r.iterations + 1), r.losses, label=f"{r.backend}", linestyle="-" if r.backend == "pyext" else "--")
+        style = "-" if r.backend == "pyext" else "--"
+        ax.plot(range(1, r.iterations + 1), r.losses, label=r.backend, linestyle=style)
     ax.set(xlabel="iteration", ylabel="loss", title=f"{kind} regression: loss", yscale="log")
     ax.legend()
     paths.append(out / f"{kind}_loss.png")
