@@ -1,0 +1,73 @@
+"""Reliability: ops called from many threads at once give correct results; thousands of training
+steps do not grow the process's memory (or, on CUDA, the allocated device memory)."""
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pyext.nn
+import pyext.ops as P
+import pyext.optim
+from conftest import DEVICES
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eight_threads_at_once(device):
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def work(seed):
+        try:
+            gen = torch.Generator().manual_seed(seed)
+            x = torch.randn(3000, generator=gen).to(device)
+            y = torch.rand(3000, generator=gen).to(device)
+            barrier.wait()
+            for _ in range(20):
+                torch.testing.assert_close(P.add(x, y, alpha=seed), torch.add(x, y, alpha=seed))
+                torch.testing.assert_close(P.sigmoid(x), torch.sigmoid(x))
+                torch.testing.assert_close(P.binary_cross_entropy_with_logits(x, y),
+                                           F.binary_cross_entropy_with_logits(x, y))
+                torch.testing.assert_close(P.binary_cross_entropy(y, y), F.binary_cross_entropy(y, y))
+        except Exception as e:  # reported in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_steps_do_not_grow_memory(device):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), pyext.nn.Sigmoid(), torch.nn.Linear(16, 1)).to(device)
+    opt = pyext.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    loss_fn = pyext.nn.BCEWithLogitsLoss()
+    x, y = torch.randn(64, 8, device=device), torch.rand(64, 1, device=device)
+
+    def steps(n):
+        for _ in range(n):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y) + P.mse_loss(P.mul(model(x), 0.5), y)
+            loss.backward()
+            opt.step()
+
+    steps(200)  # warm up: allocator caches, lazy initialisation
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+    rss_before = rss_bytes()
+    steps(3000)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        assert torch.cuda.memory_allocated() == before
+    grown = rss_bytes() - rss_before
+    assert grown < 2 << 20, f"resident memory grew by {grown / 2**20:.1f} MiB over 3000 steps"
