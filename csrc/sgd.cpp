@@ -4,7 +4,9 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels.h"
@@ -48,6 +50,10 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
   const bool has_buffers = momentum != 0.0;
   TORCH_CHECK(momentum_buffers.size() == (has_buffers ? params.size() : 0), kOp, ": with momentum ",
               has_buffers ? "every param needs a momentum buffer" : "0 there are no momentum buffers");
+  for (const auto& [name, value] : {std::pair<const char*, double>{"lr", lr}, {"momentum", momentum},
+                                    {"dampening", dampening}, {"weight_decay", weight_decay}}) {
+    TORCH_CHECK(std::isfinite(value), kOp, ": ", name, " must be finite, but is ", std::to_string(value));
+  }
   if (params.empty()) return;
   const Tensor& first = params[0];
   const at::ScalarType dtype = first.scalar_type();

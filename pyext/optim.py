@@ -5,6 +5,7 @@ as torch.optim.SGD, so either can load the other's state_dict. Each step makes o
 (device, dtype, first step or not) bucket of a group; it works with torch.optim.lr_scheduler and with
 torch.amp.GradScaler (the kernel unscales the gradients and skips the step on inf/NaN).
 """
+import math
 from typing import Optional
 
 import torch
@@ -30,11 +31,12 @@ class SGD(torch.optim.Optimizer):
                  maximize=False, foreach: Optional[bool] = None, differentiable=False, fused: Optional[bool] = None):
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
-        if lr < 0.0:
+        # torch's checks, and (beyond torch, which would silently fill the parameters with NaN) finiteness
+        if lr < 0.0 or not math.isfinite(float(lr)):
             raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
+        if momentum < 0.0 or not math.isfinite(momentum):
             raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
+        if weight_decay < 0.0 or not math.isfinite(weight_decay):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")

@@ -4,6 +4,7 @@ import torch
 
 import pyext
 import pyext.ops as P
+import pyext.optim
 from conftest import DEVICES, HAS_CUDA
 
 
@@ -128,3 +129,43 @@ def test_unsupported_dtypes_name_the_dtype(device, dtype):
 def test_cpu_only_build_names_the_problem():
     with pytest.raises(RuntimeError, match="pyext was built without CUDA"):
         P.sigmoid(t(3, device="cuda"))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_inplace_on_overlapping_or_aliased_tensors(device):
+    x = torch.arange(6.0, device=device)
+    with pytest.raises(RuntimeError, match="some elements of the input tensor and the written-to tensor refer to a "
+                                           "single memory location"):
+        P.add_(x[1:], x[:-1])
+    y = torch.arange(1.0, 5.0, device=device)
+    P.mul_(y, y)  # the same tensor on both sides: torch's result
+    assert y.tolist() == [1.0, 4.0, 9.0, 16.0]
+    P.add_(y, y, alpha=0.5)
+    assert y.tolist() == [1.5, 6.0, 13.5, 24.0]
+
+
+def test_non_finite_optimizer_settings():
+    p = [torch.zeros(2, requires_grad=True)]
+    for kwargs in (dict(lr=float("nan")), dict(lr=float("inf")), dict(lr=0.1, momentum=float("nan")),
+                   dict(lr=0.1, weight_decay=float("inf"))):
+        with pytest.raises(ValueError, match="Invalid"):
+            pyext.optim.SGD(p, **kwargs)
+    kw = dict(lr=float("nan"), momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False,
+              is_first_step=False)
+    with pytest.raises(RuntimeError, match="sgd_step_: lr must be finite, but is nan"):
+        torch.ops.pyext.sgd_step_([torch.zeros(2)], [torch.zeros(2)], [], **kw)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+@pytest.mark.cuda
+def test_mixed_devices_everywhere():
+    c, g = t(4), t(4, device="cuda")
+    for fn in (P.mul, P.mse_loss, P.binary_cross_entropy_with_logits):
+        with pytest.raises(RuntimeError, match="expected .* to be on"):
+            fn(g, c)
+    kw = dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False,
+              is_first_step=False)
+    with pytest.raises(RuntimeError, match=r"sgd_step_: grads\[0\] is on cpu but params\[0\] is on cuda:0"):
+        torch.ops.pyext.sgd_step_([g], [c], [], **kw)
+    with pytest.raises(RuntimeError, match=r"params\[1\] is on cpu but params\[0\] is on cuda:0"):
+        torch.ops.pyext.sgd_step_([g, c], [g, c], [], **kw)
