@@ -16,12 +16,12 @@
 #include <utility>
 
 #include "../csrc/kernels.h"
+#include "common.cuh"
 
 namespace pyext {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kBlocksPerSm = 8;  // 8 x 256 threads fill an SM of 2048
 constexpr int kMaxDims = 25;     // more than at::TensorIterator leaves after coalescing
 
@@ -39,11 +39,6 @@ struct Plan {
   int ndim;
   int64_t sizes[kMaxDims];
   int64_t strides[kMaxDims][N + 1];
-};
-
-template <typename scalar_t, int VEC>
-struct alignas(sizeof(scalar_t) * VEC) Pack {
-  scalar_t v[VEC];
 };
 
 template <typename Op, typename acc_t, int N, size_t... I>
@@ -196,8 +191,6 @@ int read_errors(const int* errors, cudaStream_t stream) {
   C10_CUDA_CHECK(cudaStreamSynchronize(stream));
   return host_errors;
 }
-
-bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 // Plans and launches one formula over the iteration: elementwise (sum_out undefined) or summed.
 template <typename scalar_t, typename Op>

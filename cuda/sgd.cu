@@ -12,12 +12,12 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "../csrc/kernels.h"
+#include "common.cuh"
 
 namespace pyext {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kMaxTensors = 192;
 constexpr int kMaxBlocks = 768;
 constexpr int64_t kChunk = 65536;
@@ -32,11 +32,6 @@ struct ChunkList {
   int32_t block_chunk[kMaxBlocks];
 };
 static_assert(sizeof(ChunkList) < 32000, "kernel arguments are limited to 32 KB");
-
-template <typename scalar_t, int VEC>
-struct alignas(sizeof(scalar_t) * VEC) Pack {
-  scalar_t v[VEC];
-};
 
 template <typename scalar_t, int VEC>
 __global__ void __launch_bounds__(kThreads)
@@ -82,8 +77,6 @@ __global__ void __launch_bounds__(kThreads)
     if (b != nullptr) b[i] = static_cast<scalar_t>(bi);
   }
 }
-
-bool aligned16(const void* ptr) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 const float* optional_ptr(const std::optional<at::Tensor>& t) {
   return t ? t->const_data_ptr<float>() : nullptr;

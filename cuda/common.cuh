@@ -1,0 +1,21 @@
+// What every pyext CUDA kernel file shares: the block size, the 16-byte vector type, the alignment test.
+#pragma once
+
+#include <cstdint>
+
+namespace pyext {
+namespace cuda {
+
+constexpr int kThreads = 256;  // threads per block
+
+// VEC elements loaded or stored as one 16-byte access (when VEC * sizeof(scalar_t) == 16).
+template <typename scalar_t, int VEC>
+struct alignas(sizeof(scalar_t) * VEC) Pack {
+  scalar_t v[VEC];
+};
+
+// Whether a 16-byte access may start at ptr (a null pointer, an absent operand, never blocks it).
+inline bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+}  // namespace cuda
+}  // namespace pyext
