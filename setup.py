@@ -7,6 +7,8 @@ Knobs (environment variables):
   TORCH_CUDA_ARCH_LIST=...  architectures to compile for, e.g. "9.0" or "8.0;9.0+PTX". With a GPU
                             visible torch picks its arch; with none we default to DEFAULT_ARCHS.
   PYEXT_CPU_VEC=avx512|avx2|default  the CPU vector ISA for at::vec (default: the widest this CPU has).
+  PYEXT_SANITIZE=address,undefined  build the C++ with those sanitizers (run Python with the runtimes
+                            preloaded; tests/sanitize.sh does it for the CPU test suite).
 """
 import os
 import re
@@ -103,8 +105,14 @@ def cuda_archs():
 def extension():
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
     cxx = ["-O3", *cpu_vec_flags()]  # the C++ standard: torch.utils.cpp_extension picks the one its headers need
+    link = []
+    sanitize = os.environ.get("PYEXT_SANITIZE")
+    if sanitize:
+        flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        cxx = ["-O1", "-g", *cpu_vec_flags(), *flags]
+        link = flags
     if CUDA_HOME is None:
-        return CppExtension("pyext._C", sources, extra_compile_args={"cxx": cxx})
+        return CppExtension("pyext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
     archs = cuda_archs()
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "cuda").glob("*.cu"))
     nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo", "-DPYEXT_WITH_CUDA"]
@@ -112,7 +120,7 @@ def extension():
     define = ["-DPYEXT_WITH_CUDA", f"-DPYEXT_CUDA_ARCHS={archs.replace(';', ',')}"]
     print(f"pyext: building CUDA kernels with {CUDA_HOME} for TORCH_CUDA_ARCH_LIST={archs}", file=sys.stderr)
     return CUDAExtension(
-        "pyext._C", sources, extra_compile_args={"cxx": cxx + define, "nvcc": nvcc}
+        "pyext._C", sources, extra_compile_args={"cxx": cxx + define, "nvcc": nvcc}, extra_link_args=link
     )
 
 
