@@ -61,9 +61,6 @@ void check_loss_grad(const char* op, const Tensor& grad, at::IntArrayRef input_s
   }
 }
 
-// Mutating ops (add_, mul_) return nothing, so torch.compile can functionalize them; the Python
-// wrappers return self.
-
 // --- the one path from checked arguments to a device loop ----------------------------------------
 
 // A tensor argument of a formula, by name; an undefined one must be a constant of the formula.
@@ -178,6 +175,8 @@ Formula add_formula(const c10::Scalar& alpha) {
   return f;
 }
 
+// Mutating ops (add_, mul_) return nothing, so torch.compile can functionalize them; the Python
+// wrappers return self.
 Tensor add_tensor(const Tensor& self, const Tensor& other, const c10::Scalar& alpha) {
   return binary("add", add_formula(alpha), self, other, nullptr);
 }
