@@ -1,10 +1,12 @@
-// Autograd for the forward ops, registered in C++ (the Autograd dispatch key) so that a call that
+// Autograd of every pyext op, registered in C++ (the Autograd dispatch key) so that a call that
 // records a gradient costs what torch's own ops cost. Each backward calls pyext ops through the
-// dispatcher, so the gradients are themselves differentiable (create_graph=True, higher orders): the
-// backward ops (sigmoid_backward, the loss backwards) have their own autograd, registered from
-// Python in pyext/ops.py. The formulas are those of csrc/formulas.h.
+// dispatcher, so gradients are themselves differentiable: the forward ops' backwards are pyext's
+// backward ops (sigmoid_backward, the loss backwards), whose own autograd is here too (second order;
+// higher orders follow, as those formulas again call pyext ops, or torch's where pyext has no op:
+// division, where, clamp). The first-order formulas are those of csrc/formulas.h.
 #include <ATen/ATen.h>
 #include <ATen/ExpandUtils.h>
+#include <c10/util/accumulate.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -252,6 +254,180 @@ struct MseFunction : torch::autograd::Function<MseFunction> {
   }
 };
 
+// --- the backward ops: second order ---------------------------------------------------------------
+
+constexpr double kBceEps = 1e-12;  // the clamp of BCE's backward denominator, as in torch
+
+OptTensor opt(const Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
+
+// factor / n for 'mean', else factor: what a loss backward multiplies by. n is a SymInt (symbolic under
+// torch.compile with dynamic shapes), so the factor is a Scalar that may be symbolic too.
+c10::Scalar loss_scale(int64_t reduction, const c10::SymInt& n, double factor = 1.0) {
+  return reduction == 1 ? c10::Scalar(factor / n) : c10::Scalar(factor);
+}
+
+// The gradient for a loss backward's grad_output from the unreduced term: itself for 'none', its sum
+// for 'sum' (grad_output is then one number), the sum divided by n for 'mean'.
+Tensor reduce_like(const Tensor& unreduced, int64_t reduction, const c10::SymInt& n) {
+  if (reduction == 0) return unreduced;
+  const Tensor total = unreduced.sum();
+  return reduction == 1 ? call::mul(total, loss_scale(reduction, n)) : total;
+}
+
+// g_w = gg w (gg without a weight)
+Tensor times_weight(const Tensor& gg, const OptTensor& w) { return w ? call::mul(gg, *w) : gg; }
+
+struct SigmoidBackwardFunction : torch::autograd::Function<SigmoidBackwardFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& g, const Tensor& y) {
+    ctx->save_for_backward({g, y});
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::sigmoid_backward(g, y);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // d/dg [g y (1 - y)] = y (1 - y);  d/dy = g (1 - 2y)
+    const auto s = ctx->get_saved_variables();
+    const Tensor& gg = grads[0];
+    Tensor g_grad, g_y;
+    if (ctx->needs_input_grad(0)) g_grad = call::sigmoid_backward(gg, s[1]);
+    if (ctx->needs_input_grad(1)) g_y = call::mul(call::mul(gg, s[0]), call::add(call::mul(s[1], -2), 1, 1));
+    return {g_grad, g_y};
+  }
+};
+
+// gx = g w (x - y) / D / n, D = max(x (1 - x), eps)
+struct BceBackwardFunction : torch::autograd::Function<BceBackwardFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& g, const Tensor& x, const Tensor& y, const OptTensor& w,
+                        int64_t reduction) {
+    ctx->save_for_backward({g, x, y, w.value_or(Tensor())});
+    ctx->saved_data["reduction"] = reduction;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::bce_backward(g, x, y, w, reduction);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const Tensor &g = s[0], &x = s[1], &y = s[2], &gg = grads[0];
+    const OptTensor w = opt(s[3]);
+    const int64_t red = ctx->saved_data["reduction"].toInt();
+    const c10::SymInt n = x.sym_numel();
+    const Tensor d_raw = x * (1 - x);
+    const Tensor d = d_raw.clamp_min(kBceEps);
+    const Tensor gwg = times_weight(gg, w) * g * loss_scale(red, n);
+    Tensor g_grad, g_x, g_y;
+    if (ctx->needs_input_grad(0)) g_grad = reduce_like(call::bce_backward(gg, x, y, w, 0), red, n);
+    if (ctx->needs_input_grad(1)) {
+      const Tensor dd = at::where(d_raw > kBceEps, 1 - 2 * x, at::zeros_like(x));
+      g_x = gwg * (d - (x - y) * dd) / (d * d);
+    }
+    if (ctx->needs_input_grad(2)) g_y = -gwg / d;
+    return {g_grad, g_x, g_y, Tensor(), Tensor()};
+  }
+};
+
+// gy = -g w logit(x) / n
+struct BceTargetBackwardFunction : torch::autograd::Function<BceTargetBackwardFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& g, const Tensor& x, const OptTensor& w,
+                        int64_t reduction) {
+    ctx->save_for_backward({g, x, w.value_or(Tensor())});
+    ctx->saved_data["reduction"] = reduction;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::bce_target_backward(g, x, w, reduction);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const Tensor &g = s[0], &x = s[1], &gg = grads[0];
+    const OptTensor w = opt(s[2]);
+    const int64_t red = ctx->saved_data["reduction"].toInt();
+    const c10::SymInt n = x.sym_numel();
+    Tensor g_grad, g_x;
+    if (ctx->needs_input_grad(0)) g_grad = reduce_like(call::bce_target_backward(gg, x, w, 0), red, n);
+    if (ctx->needs_input_grad(1)) g_x = -times_weight(gg, w) * g * loss_scale(red, n) / (x * (1 - x));
+    return {g_grad, g_x, Tensor(), Tensor()};
+  }
+};
+
+// gx = g w (l s - p y) / n with s = sigmoid(x), l = p y + 1 - y  (gx = g w (s - y) / n without p)
+struct BceLogitsBackwardFunction : torch::autograd::Function<BceLogitsBackwardFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& g, const Tensor& x, const Tensor& y, const OptTensor& w,
+                        const OptTensor& p, int64_t reduction) {
+    ctx->save_for_backward({g, x, y, w.value_or(Tensor()), p.value_or(Tensor())});
+    ctx->saved_data["reduction"] = reduction;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::bce_logits_backward(g, x, y, w, p, reduction);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const Tensor &g = s[0], &x = s[1], &y = s[2], &gg = grads[0];
+    const OptTensor w = opt(s[3]), p = opt(s[4]);
+    const int64_t red = ctx->saved_data["reduction"].toInt();
+    const c10::SymInt n = x.sym_numel();
+    const c10::Scalar scale = loss_scale(red, n);
+    const Tensor sx = call::sigmoid(x);
+    const Tensor gwg = times_weight(call::mul(gg, g), w);
+    Tensor g_grad, g_x, g_y;
+    if (ctx->needs_input_grad(0)) g_grad = reduce_like(call::bce_logits_backward(gg, x, y, w, p, 0), red, n);
+    if (ctx->needs_input_grad(1)) {
+      const Tensor lw = p ? call::mul(gwg, *p * y + 1 - y) : gwg;
+      g_x = call::mul(call::sigmoid_backward(lw, sx), scale);
+    }
+    if (ctx->needs_input_grad(2)) g_y = p ? gwg * ((*p - 1) * sx - *p) * scale : call::mul(gwg, loss_scale(red, n, -1.0));
+    return {g_grad, g_x, g_y, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// gy = g w (ln sigmoid(-x) - p ln sigmoid(x)) / n  (-g w x / n without p)
+struct BceLogitsTargetBackwardFunction : torch::autograd::Function<BceLogitsTargetBackwardFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& g, const Tensor& x, const OptTensor& w,
+                        const OptTensor& p, int64_t reduction) {
+    ctx->save_for_backward({g, x, w.value_or(Tensor()), p.value_or(Tensor())});
+    ctx->saved_data["reduction"] = reduction;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::bce_logits_target_backward(g, x, w, p, reduction);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const Tensor &g = s[0], &x = s[1], &gg = grads[0];
+    const OptTensor w = opt(s[2]), p = opt(s[3]);
+    const int64_t red = ctx->saved_data["reduction"].toInt();
+    const c10::SymInt n = x.sym_numel();
+    const c10::Scalar scale = loss_scale(red, n);
+    const Tensor gwg = times_weight(call::mul(gg, g), w);
+    Tensor g_grad, g_x;
+    if (ctx->needs_input_grad(0)) g_grad = reduce_like(call::bce_logits_target_backward(gg, x, w, p, 0), red, n);
+    if (ctx->needs_input_grad(1)) {
+      // d/dx ln sigmoid(-x) = -s, d/dx ln sigmoid(x) = 1 - s
+      if (p) {
+        const Tensor sx = call::sigmoid(x);
+        g_x = gwg * (-sx - *p * (1 - sx)) * scale;
+      } else {
+        g_x = call::mul(gwg, loss_scale(red, n, -1.0));
+      }
+    }
+    return {g_grad, g_x, Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// gx = norm (x - y) g, norm = 2 (2 / n for 'mean'); gy the same with x and y swapped
+struct MseBackwardFunction : torch::autograd::Function<MseBackwardFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& g, const Tensor& x, const Tensor& y, int64_t reduction) {
+    ctx->save_for_backward({g, x, y});
+    ctx->saved_data["reduction"] = reduction;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call::mse_backward(g, x, y, reduction);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const Tensor &g = s[0], &x = s[1], &y = s[2], &gg = grads[0];
+    const int64_t red = ctx->saved_data["reduction"].toInt();
+    const c10::SymInt n = c10::multiply_integers(at::infer_size_symint(x.sym_sizes(), y.sym_sizes()));
+    const Tensor ggn = call::mul(call::mul(gg, g), loss_scale(red, n, 2.0));
+    Tensor g_grad, g_x, g_y;
+    if (ctx->needs_input_grad(0)) g_grad = reduce_like(call::mse_backward(gg, x, y, 0), red, n);
+    if (ctx->needs_input_grad(1)) g_x = reduce_to(ggn, x);
+    if (ctx->needs_input_grad(2)) g_y = reduce_to(call::mul(ggn, -1), y);
+    return {g_grad, g_x, g_y, Tensor()};
+  }
+};
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pyext, Autograd, m) {
@@ -276,6 +452,31 @@ TORCH_LIBRARY_IMPL(pyext, Autograd, m) {
   });
   m.impl("mse_loss", [](const Tensor& x, const Tensor& y, int64_t reduction) {
     return MseFunction::apply(x, y, reduction);
+  });
+
+  m.impl("sigmoid_backward", [](const Tensor& g, const Tensor& y) { return SigmoidBackwardFunction::apply(g, y); });
+  m.impl("binary_cross_entropy_backward", [](const Tensor& g, const Tensor& x, const Tensor& y, const OptTensor& w,
+                                             int64_t reduction) {
+    no_weight_grad("binary_cross_entropy_backward", w);
+    return BceBackwardFunction::apply(g, x, y, w, reduction);
+  });
+  m.impl("binary_cross_entropy_target_backward", [](const Tensor& g, const Tensor& x, const OptTensor& w,
+                                                    int64_t reduction) {
+    no_weight_grad("binary_cross_entropy_target_backward", w);
+    return BceTargetBackwardFunction::apply(g, x, w, reduction);
+  });
+  m.impl("binary_cross_entropy_with_logits_backward", [](const Tensor& g, const Tensor& x, const Tensor& y,
+                                                         const OptTensor& w, const OptTensor& p, int64_t reduction) {
+    no_weight_grad("binary_cross_entropy_with_logits_backward", w, p);
+    return BceLogitsBackwardFunction::apply(g, x, y, w, p, reduction);
+  });
+  m.impl("binary_cross_entropy_with_logits_target_backward", [](const Tensor& g, const Tensor& x, const OptTensor& w,
+                                                                const OptTensor& p, int64_t reduction) {
+    no_weight_grad("binary_cross_entropy_with_logits_target_backward", w, p);
+    return BceLogitsTargetBackwardFunction::apply(g, x, w, p, reduction);
+  });
+  m.impl("mse_loss_backward", [](const Tensor& g, const Tensor& x, const Tensor& y, int64_t reduction) {
+    return MseBackwardFunction::apply(g, x, y, reduction);
   });
 }
 
