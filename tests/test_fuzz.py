@@ -31,10 +31,11 @@ def _numel(shape):
     return n
 
 
-# 0 to 5 dims; most sizes 0 to 9, some up to a few thousand (long rows: vector body and tail); at most
-# MAX_NUMEL elements in all
+# 0 to 5 dims; most sizes 0 to 9, some up to a few thousand (long rows: vector body and tail). The
+# product of the sizes with 0 read as 1 is at most MAX_NUMEL: an empty shape's layouts (expanded, stepped)
+# allocate the other dimensions.
 shapes = st.lists(st.one_of(st.integers(0, 9), st.integers(10, 3000)), min_size=0, max_size=5) \
-    .map(tuple).filter(lambda s: _numel(s) <= MAX_NUMEL)
+    .map(tuple).filter(lambda s: _numel(max(d, 1) for d in s) <= MAX_NUMEL)
 
 
 @st.composite
@@ -86,7 +87,7 @@ def compare(ours, theirs, dtype, inputs, grad_inputs, cancels=False):
     assert out.shape == ref.shape and out.dtype == ref.dtype
     if ref.dim() == 0 and not torch.isfinite(ref) and dtype != torch.float64:
         # A reduced loss whose float partial sums overflow although the result does not: torch's float
-        # accumulation gives inf, pyext (blocks added in double) the finite value. Then compare with torch's
+        # accumulation gives inf, pyext (such a block summed again in double) the finite value. Compare with torch's
         # own result in float64, rounded to dtype (still inf where the result itself overflows).
         exact = theirs(*[t.double() for t in inputs]).to(dtype)
         if torch.isfinite(exact):

@@ -1,5 +1,6 @@
 """Reliability: ops called from many threads at once give correct results; thousands of training
-steps do not grow the process's memory (or, on CUDA, the allocated device memory)."""
+steps do not grow the process's memory (or, on CUDA, the allocated device memory); an error inside an op
+leaves the process usable."""
 import threading
 
 import pytest
@@ -71,3 +72,21 @@ def test_training_steps_do_not_grow_memory(device):
         assert torch.cuda.memory_allocated() == before
     grown = rss_bytes() - rss_before
     assert grown < 2 << 20, f"resident memory grew by {grown / 2**20:.1f} MiB over 3000 steps"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_error_inside_an_op_leaves_the_process_usable(device):
+    """An error inside one of our ops (no memory for its output; on CUDA the allocator's error, and the BCE
+    domain check that the kernel reports through device memory) raises a Python exception naming what went
+    wrong, and the ops that follow run correctly. (A CUDA error that corrupts the context, such as an illegal
+    address, cannot be recovered from in any process; compute-sanitizer checks that none of our ops makes one.)"""
+    huge = torch.randn(1, device=device).expand(2**40)  # a broadcast view: 4 TiB of float32 if materialised
+    with pytest.raises(RuntimeError, match="out of memory|can't allocate memory"):
+        P.add(huge, 1.0)
+    with pytest.raises(RuntimeError, match="should be between 0 and 1"):
+        P.binary_cross_entropy(torch.full((1000,), 2.0, device=device), torch.rand(1000, device=device))
+    a, b = torch.randn(10_000, device=device), torch.rand(10_000, device=device)
+    torch.testing.assert_close(P.add(a, b, alpha=2), torch.add(a, b, alpha=2))
+    torch.testing.assert_close(P.binary_cross_entropy(b, b), F.binary_cross_entropy(b, b))
+    if device == "cuda":
+        torch.cuda.synchronize()
