@@ -208,17 +208,17 @@ struct StoreSink {
   }
 };
 
-// Sums the results of a block: into opmath vector lanes and a tail, or (kExact) into double lanes, one
-// per opmath lane, and a double tail, which cannot overflow or lose small terms before the result does.
+// Sums the results of a block: vector results into opmath lanes, or (kExact) into double lanes, one per
+// opmath lane, which cannot overflow or lose small terms before the result does; scalar results (a row's
+// tail, and whole rows of strided operands) into a double, so that a long strided row stays accurate.
 template <typename scalar_t, bool kExact>
 struct SumSink {
   using acc_t = at::opmath_type<scalar_t>;
   using Parts = typename VecIO<scalar_t>::Parts;
-  using sum_t = std::conditional_t<kExact, double, acc_t>;
   static constexpr int kLanes = Vectorized<acc_t>::size();
   using Lanes = std::conditional_t<kExact, std::array<double, kLanes * VecIO<scalar_t>::kParts>, Parts>;
   Lanes* lanes;
-  sum_t* tail;
+  double* tail;
   bool contiguous(const int64_t*) const { return true; }
   void vec(int64_t, const Parts& r) {
     for (size_t p = 0; p < r.size(); ++p) {
@@ -247,7 +247,7 @@ double block_sum(const at::TensorIterator& iter, const Loop& loop, std::atomic<i
   } else {
     lanes.fill(Vectorized<typename Sink::acc_t>(0));
   }
-  typename Sink::sum_t tail = 0;
+  double tail = 0;
   iter.serial_for_each(
       loop.loop2d(iter.ntensors(), errors, [&](char**, const int64_t*) { return Sink{&lanes, &tail}; }),
       {begin, end});
