@@ -12,8 +12,10 @@ PYEXT_CPU_ONLY=1 PYEXT_SANITIZE=address,undefined "$PY" setup.py build_ext --bui
   --build-temp "$OUT/tmp" > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 cp -r pyext/*.py pyext/train "$OUT/pyext/"
 runtimes="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-# Python and torch allocate for the process's lifetime: leak reports would be theirs, not ours.
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1
+# Python and torch allocate for the process's lifetime: leak reports would be theirs, not ours. An
+# allocation that cannot be met returns null, as malloc does, rather than aborting: torch then raises its
+# out-of-memory error, which tests/test_reliability.py checks.
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cd "$OUT"
 LD_PRELOAD="$runtimes" PYTHONPATH="$PWD" "$PY" -c "import pyext; assert pyext.__file__.startswith('$PWD'), pyext.__file__"
