@@ -195,3 +195,18 @@ def test_tutorial_second_derivative():
     (dy,) = torch.autograd.grad(y, x, create_graph=True)
     (d2y,) = torch.autograd.grad(dy, x)
     assert dy.item() == 6.0 and d2y.item() == 2.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "offset"])
+@pytest.mark.parametrize("op", ["add_alpha", "mul"])
+def test_outputs_larger_than_the_cache(op, dtype, offset):
+    """Operands larger than the last-level cache: the CPU loop writes the output with non-temporal stores
+    (rows whose start is not aligned to the vector size fall back to ordinary stores)."""
+    n = (1 << 24) + 5  # 3 x 2^24 elements: 96 MiB in bfloat16, more than the L3 of the machines we run on
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n + offset, generator=gen).to(dtype)[offset:]
+    b = torch.randn(n + offset, generator=gen).to(dtype)[offset:]
+    ours, theirs = BINARY[op]
+    assert_close(ours(a, b), theirs(a, b), dtype)
+    assert_close(P.sigmoid(a), torch.sigmoid(a), dtype)
