@@ -117,6 +117,9 @@ Tensor reduce_to_saved(AutogradContext* ctx, const char* key, const Tensor& grad
   return reduce_to(grad, sizes, ctx->saved_data[std::string(key) + "_device"].toDevice());
 }
 
+// A saved optional tensor back as an optional (saved variables store an absent one as undefined).
+OptTensor opt(const Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
+
 void no_weight_grad(const char* op, const OptTensor& w, const OptTensor& p = std::nullopt) {
   const bool needs = at::GradMode::is_enabled() && ((w && w->defined() && w->requires_grad()) ||
                                                    (p && p->defined() && p->requires_grad()));
@@ -208,7 +211,7 @@ struct BceFunction : torch::autograd::Function<BceFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
     const int64_t red = ctx->saved_data["reduction"].toInt();
-    const OptTensor w = s[2].defined() ? OptTensor(s[2]) : std::nullopt;
+    const OptTensor w = opt(s[2]);
     Tensor gx, gy;
     if (ctx->needs_input_grad(0)) gx = call::bce_backward(grads[0], s[0], s[1], w, red);
     if (ctx->needs_input_grad(1)) gy = call::bce_target_backward(grads[0], s[0], w, red);
@@ -227,8 +230,8 @@ struct BceLogitsFunction : torch::autograd::Function<BceLogitsFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
     const int64_t red = ctx->saved_data["reduction"].toInt();
-    const OptTensor w = s[2].defined() ? OptTensor(s[2]) : std::nullopt;
-    const OptTensor p = s[3].defined() ? OptTensor(s[3]) : std::nullopt;
+    const OptTensor w = opt(s[2]);
+    const OptTensor p = opt(s[3]);
     Tensor gx, gy;
     if (ctx->needs_input_grad(0)) gx = call::bce_logits_backward(grads[0], s[0], s[1], w, p, red);
     if (ctx->needs_input_grad(1)) gy = call::bce_logits_target_backward(grads[0], s[0], w, p, red);
@@ -257,8 +260,6 @@ struct MseFunction : torch::autograd::Function<MseFunction> {
 // --- the backward ops: second order ---------------------------------------------------------------
 
 constexpr double kBceEps = 1e-12;  // the clamp of BCE's backward denominator, as in torch
-
-OptTensor opt(const Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
 
 // factor / n for 'mean', else factor: what a loss backward multiplies by. n is a SymInt (symbolic under
 // torch.compile with dynamic shapes), so the factor is a Scalar that may be symbolic too.

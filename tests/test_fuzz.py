@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis): random shapes (0 to 5 dims, sizes 0 to a few thousand, at most 6000
 elements), broadcasting partners, layouts (transposed, stepped, offset, expanded), dtypes and values (+-inf,
-NaN, +-0, subnormals, huge magnitudes); outputs and gradients compared with torch. Fixed seed (derandomized) so CI is repeatable;
-HYPOTHESIS_PROFILE=long runs many more cases."""
+NaN, +-0, subnormals, huge magnitudes); outputs and gradients compared with torch. Fixed seed (derandomized)
+so CI is repeatable; HYPOTHESIS_PROFILE=long runs many more cases."""
 import os
 
 import torch
