@@ -102,15 +102,22 @@ def cuda_archs():
     return archs
 
 
+def openmp_flags():
+    """at::parallel_for's parallel region is an inline `#pragma omp parallel`, compiled into each caller:
+    without OpenMP here every CPU kernel of ours would run on one thread. At run time the libgomp torch has
+    already loaded serves it (one thread pool, and torch.set_num_threads applies)."""
+    return ["-fopenmp"] if torch.backends.openmp.is_available() else []
+
+
 def extension():
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
-    cxx = ["-O3", *cpu_vec_flags()]  # the C++ standard: torch.utils.cpp_extension picks the one its headers need
-    link = []
+    cxx = ["-O3", *cpu_vec_flags(), *openmp_flags()]  # the C++ standard: torch's cpp_extension picks it
+    link = openmp_flags()
     sanitize = os.environ.get("PYEXT_SANITIZE")
     if sanitize:
         flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
-        cxx = ["-O1", "-g", *cpu_vec_flags(), *flags]
-        link = flags
+        cxx = ["-O1", "-g", *cpu_vec_flags(), *openmp_flags(), *flags]
+        link = openmp_flags() + flags
     if CUDA_HOME is None:
         return CppExtension("pyext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
     archs = cuda_archs()

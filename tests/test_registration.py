@@ -89,6 +89,20 @@ def test_build_info():
         assert any(a.startswith(f"{major}.{minor}") for a in info["cuda_archs"])
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cpu_kernels_use_torchs_threads(threads):
+    """Our CPU loops split their work over torch.get_num_threads() threads of torch's own OpenMP pool (a
+    build without OpenMP ran every kernel on one thread)."""
+    assert pyext.build_info()["openmp"] == torch.backends.openmp.is_available()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        used = pyext._C._parallel_for_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert used == (threads if torch.backends.openmp.is_available() else 1)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_nn_modules_are_drop_ins(device):
     x = torch.randn(16, 3, device=device, requires_grad=True)
