@@ -9,6 +9,7 @@
 #include <ATen/cpu/vec/vec.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -393,17 +394,11 @@ int sum(at::TensorIterator& iter, const Formula& f, const at::Tensor& out, doubl
 
 void sgd_step(at::TensorList params, at::TensorList grads, at::TensorList buffers, const SgdArgs& args) {
   if (args.found_inf && args.found_inf->item<float>() != 0.0f) return;  // a skipped step changes nothing
-  // One parallel pass over every tensor: the work is cut into chunks of at most kSgdChunk elements.
-  constexpr int64_t kSgdChunk = 16384;
-  struct Chunk {
-    size_t tensor;
-    int64_t begin, end;
-  };
-  std::vector<Chunk> chunks;
-  for (size_t t = 0; t < params.size(); ++t) {
-    const int64_t n = params[t].numel();
-    for (int64_t b = 0; b < n; b += kSgdChunk) chunks.push_back({t, b, std::min(n, b + kSgdChunk)});
-  }
+  // One parallel pass over the elements of every tensor, as if they were laid end to end: each thread
+  // gets an equal share of elements, whatever the mix of tensor sizes. start[t] is where tensor t begins.
+  constexpr int64_t kSgdGrain = 16384;  // the fewest elements worth a thread of their own
+  std::vector<int64_t> start(params.size() + 1, 0);
+  for (size_t t = 0; t < params.size(); ++t) start[t + 1] = start[t] + params[t].numel();
   const bool has_buffer = !buffers.empty();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, params[0].scalar_type(), "pyext_cpu_sgd", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -414,14 +409,16 @@ void sgd_step(at::TensorList params, at::TensorList grads, at::TensorList buffer
     const acc_t lr = args.lr_tensor ? static_cast<acc_t>(args.lr_tensor->item<double>()) : static_cast<acc_t>(args.lr);
     const bool scaled = args.grad_scale.has_value();
     const acc_t scale = scaled ? static_cast<acc_t>(args.grad_scale->item<double>()) : acc_t(1);
-    at::parallel_for(0, static_cast<int64_t>(chunks.size()), 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        const Chunk& chunk = chunks[c];
-        scalar_t* p = params[chunk.tensor].data_ptr<scalar_t>();
-        const scalar_t* g = grads[chunk.tensor].const_data_ptr<scalar_t>();
-        scalar_t* b = has_buffer ? buffers[chunk.tensor].data_ptr<scalar_t>() : nullptr;
-        int64_t i = chunk.begin;
-        for (; i + IO::kStep <= chunk.end; i += IO::kStep) {
+    at::parallel_for(0, start.back(), kSgdGrain, [&](int64_t e0, int64_t e1) {
+      // The first tensor that ends after e0, then each tensor's part of [e0, e1).
+      size_t t = std::upper_bound(start.begin(), start.end(), e0) - start.begin() - 1;
+      for (; t < params.size() && start[t] < e1; ++t) {
+        scalar_t* p = params[t].data_ptr<scalar_t>();
+        const scalar_t* g = grads[t].const_data_ptr<scalar_t>();
+        scalar_t* b = has_buffer ? buffers[t].data_ptr<scalar_t>() : nullptr;
+        const int64_t end = std::min(e1, start[t + 1]) - start[t];
+        int64_t i = std::max(e0, start[t]) - start[t];
+        for (; i + IO::kStep <= end; i += IO::kStep) {
           auto pv = IO::load(p + i);
           auto gv = IO::load(g + i);
           typename IO::Parts bv{};
@@ -432,7 +429,7 @@ void sgd_step(at::TensorList params, at::TensorList grads, at::TensorList buffer
           IO::store(p + i, pv);
           if (has_buffer) IO::store(b + i, bv);
         }
-        for (; i < chunk.end; ++i) {
+        for (; i < end; ++i) {
           acc_t pi = p[i], bi = has_buffer && !args.first_step ? acc_t(b[i]) : acc_t(0);
           op(pi, scaled ? acc_t(g[i]) / scale : acc_t(g[i]), bi, lr);
           p[i] = static_cast<scalar_t>(pi);

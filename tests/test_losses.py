@@ -177,3 +177,19 @@ def test_reductions_are_deterministic(device):
     first = P.binary_cross_entropy_with_logits(x, y)
     for _ in range(3):
         assert torch.equal(P.binary_cross_entropy_with_logits(x, y), first)
+
+
+def test_cpu_sums_do_not_depend_on_the_thread_count():
+    """Fixed blocks, added in order: the same bits on 1, 2 or 3 threads (3 splits the blocks unevenly)."""
+    x = torch.randn(1_000_003)
+    y = torch.rand(1_000_003)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append([P.binary_cross_entropy_with_logits(x, y), P.mse_loss(x, y, reduction="sum")])
+    finally:
+        torch.set_num_threads(before)
+    for r in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(r, results[0]))

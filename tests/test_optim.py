@@ -186,6 +186,34 @@ def test_many_tensors_of_mixed_sizes(device, dtype):
         torch.testing.assert_close(a, b, **tol)
 
 
+@pytest.mark.parametrize("threads", [1, 3, 7])
+def test_cpu_work_split_at_any_element(threads):
+    """The CPU step gives each thread an equal share of all elements laid end to end, so shares begin and end
+    inside tensors, at any offset from the vector width; empty tensors lie in between."""
+    gen = torch.Generator().manual_seed(5)
+    sizes = [0, 16385, 0, 0, 5, 40000, 1, 0, 33333, 2**16 + 1, 0]
+    start = [torch.randn(n, generator=gen) for n in sizes]
+    grads = [[torch.randn(n, generator=gen) for n in sizes] for _ in range(2)]
+
+    def run(cls):
+        params = [p.clone().requires_grad_() for p in start]
+        opt = cls(params, lr=0.1, momentum=0.9, nesterov=True)
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = g
+            opt.step()
+        return params
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ours = run(pyext.optim.SGD)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(ours, run(torch.optim.SGD)):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_mixed_dtypes_in_a_group_skipped_params_and_layouts(device):
     def build():
