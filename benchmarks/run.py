@@ -115,7 +115,9 @@ def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float
         return samples
     import torch.utils.benchmark as tb
 
-    m = tb.Timer("call()", globals={"call": call}).blocked_autorange(min_run_time=min_time)
+    # Timer would run on one thread: measure on every thread torch uses (the device name says how many).
+    timer = tb.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
+    m = timer.blocked_autorange(min_run_time=min_time)
     return list(m.times)
 
 
