@@ -3,8 +3,9 @@ steps, and against the hardware limit measured in the same run (a large tensor c
 
     python benchmarks/run.py [--device cpu|cuda] [--quick] [--ops ...] [--dtypes ...] [--providers ...] [--out DIR]
 
-Timing: torch.utils.benchmark on CPU, CUDA events on GPU; warm-up first; inputs rotated among enough
-copies to exceed the last-level cache; median with p20-p80. Output: a console table, a CSV (device,
+Timing: torch.utils.benchmark on CPU (on all of torch's threads), CUDA events on GPU; warm-up first; inputs
+rotated among enough copies to exceed the last-level cache; the providers of a case measured in turn, five
+rounds, so that host noise hits each alike; median with p20-p80. Output: a console table, a CSV (device,
 torch version and git commit on every row) and PNG plots (GB/s against size, a line per provider)
 under --out (default benchmarks/results/<device>/).
 
@@ -119,6 +120,20 @@ def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float
     timer = tb.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
     m = timer.blocked_autorange(min_run_time=min_time)
     return list(m.times)
+
+
+ROUNDS = 5
+
+
+def measure_side_by_side(fns: Dict[str, Callable[[int], object]], device: str, sets: int,
+                         min_time: float) -> Dict[str, List[float]]:
+    """Samples of each provider's fn, measured in turn for ROUNDS rounds of min_time / ROUNDS each: a slow
+    spell of the host (this VM's neighbours) then hits every provider alike, not only the one it lands on."""
+    samples = {provider: [] for provider in fns}
+    for _ in range(ROUNDS):
+        for provider, fn in fns.items():
+            samples[provider] += measure(fn, device, sets, min_time / ROUNDS)
+    return samples
 
 
 def quantiles(samples):
@@ -302,33 +317,37 @@ def main(argv=None):
                 inputs = [probe] + [op.make(n, dtype, device) for _ in range(sets - 1)]
                 numel = probe[0].numel()
                 for mode in args.modes:
-                    ref = {}
+                    fns = {}
                     for provider in ("pyext", "eager", "compile"):
                         if provider not in args.providers:
                             continue
                         if provider == "compile" and args.quick and cpu and op.name not in ("bce_mean",
                                                                                             "bce_logits_mean"):
                             continue
-                        fn = op_callable(op, provider, mode, inputs, compiled)
-                        emit(op.name, mode, provider, dtype_name, numel, measure(fn, device, sets, min_time),
+                        fns[provider] = op_callable(op, provider, mode, inputs, compiled)
+                    ref = {}
+                    for provider, samples in measure_side_by_side(fns, device, sets, min_time).items():
+                        emit(op.name, mode, provider, dtype_name, numel, samples,
                              op.bytes[mode] * numel * probe[0].element_size(), ref)
+                    del fns
                 del inputs, probe
     if "sgd" in names:
         for dtype_name in dtypes:
             for nesterov in (False, True):
-                ref = {}
+                fns = {}
                 for provider in ("pyext", "eager", "foreach", "fused"):
-                    if provider not in args.providers:
-                        continue
-                    fn, numel = sgd_callable(provider, device, getattr(torch, dtype_name), nesterov)
+                    if provider in args.providers:
+                        fns[provider], numel = sgd_callable(provider, device, getattr(torch, dtype_name), nesterov)
+                ref = {}
+                for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
                     emit("sgd_nesterov" if nesterov else "sgd_momentum", "step", provider, dtype_name, numel,
-                         measure(fn, device, 1, min_time), 5 * numel * getattr(torch, dtype_name).itemsize, ref)
+                         samples, 5 * numel * getattr(torch, dtype_name).itemsize, ref)
+                del fns
     if "tutorial" in names:
+        fns = {p: tutorial_callable(p, device) for p in ("pyext", "eager") if p in args.providers}
         ref = {}
-        for provider in ("pyext", "eager"):
-            if provider in args.providers:
-                emit("tutorial_logistic", "iter", provider, "float32", 200,
-                     measure(tutorial_callable(provider, device), device, 1, min_time), 0, ref)
+        for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
+            emit("tutorial_logistic", "iter", provider, "float32", 200, samples, 0, ref)
 
     csv_path = out_dir / f"{'quick' if args.quick else 'full'}_{device}.csv"
     with open(csv_path, "w", newline="") as f:
