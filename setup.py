@@ -111,13 +111,12 @@ def openmp_flags():
 
 def extension():
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
-    cxx = ["-O3", *cpu_vec_flags(), *openmp_flags()]  # the C++ standard: torch's cpp_extension picks it
-    link = openmp_flags()
+    cpu = [*cpu_vec_flags(), *openmp_flags()]  # the C++ standard: torch's cpp_extension picks it
+    cxx, link = ["-O3", *cpu], openmp_flags()
     sanitize = os.environ.get("PYEXT_SANITIZE")
     if sanitize:
         flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
-        cxx = ["-O1", "-g", *cpu_vec_flags(), *openmp_flags(), *flags]
-        link = openmp_flags() + flags
+        cxx, link = ["-O1", "-g", *cpu, *flags], link + flags
     if CUDA_HOME is None:
         return CppExtension("pyext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
     archs = cuda_archs()

@@ -39,8 +39,9 @@ PyObject* parallel_for_threads(PyObject*, PyObject*) {
   std::atomic<int> used{0};
   Py_BEGIN_ALLOW_THREADS
   at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
+    const int mine = at::get_thread_num() + 1;  // a running maximum of the thread numbers seen
     int seen = used.load();
-    while (seen < at::get_thread_num() + 1 && !used.compare_exchange_weak(seen, at::get_thread_num() + 1)) {
+    while (seen < mine && !used.compare_exchange_weak(seen, mine)) {
     }
   });
   Py_END_ALLOW_THREADS
