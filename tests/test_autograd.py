@@ -82,3 +82,58 @@ def test_weight_gradient_is_a_clear_error():
     w = torch.rand(3, dtype=torch.float64, requires_grad=True)
     with pytest.raises(NotImplementedError, match="derivative for 'weight'"):
         P.binary_cross_entropy(x, torch.rand(3, dtype=torch.float64), w).backward()
+
+
+def _calls(device):
+    """(name, fn, inputs) for every op with an autograd kernel, the backward ops included."""
+    x = torch.rand(2, 3, dtype=torch.float64, device=device) * 0.9 + 0.05
+    y = torch.rand(2, 3, dtype=torch.float64, device=device)
+    g = torch.rand(2, 3, dtype=torch.float64, device=device)
+    ops = torch.ops.pyext
+    return [
+        ("add", lambda a, b: P.add(a, b, alpha=2), (x, y)),
+        ("add scalar", lambda a: P.add(a, 3.0), (x,)),
+        ("mul", P.mul, (x, y)),
+        ("mul scalar", lambda a: P.mul(a, 3.0), (x,)),
+        ("sigmoid", P.sigmoid, (x,)),
+        ("bce", P.binary_cross_entropy, (x, y)),
+        ("bce_with_logits", P.binary_cross_entropy_with_logits, (x, y)),
+        ("mse", P.mse_loss, (x, y)),
+        ("sigmoid_backward", ops.sigmoid_backward, (g, x)),
+        ("bce_backward", lambda a, b, c: ops.binary_cross_entropy_backward(a, b, c, None, 0), (g, x, y)),
+        ("bce_target_backward", lambda a, b: ops.binary_cross_entropy_target_backward(a, b, None, 0), (g, x)),
+        ("bce_logits_backward", lambda a, b, c: ops.binary_cross_entropy_with_logits_backward(a, b, c, None, None, 0),
+         (g, x, y)),
+        ("bce_logits_target_backward",
+         lambda a, b: ops.binary_cross_entropy_with_logits_target_backward(a, b, None, None, 0), (g, x)),
+        ("mse_backward", lambda a, b, c: ops.mse_loss_backward(a, b, c, 0), (g, x, y)),
+    ]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_graph_recorded_exactly_when_a_gradient_is_wanted(device):
+    # Calls that want no gradient skip the autograd Function (a faster path): they must record nothing,
+    # and every call that wants one must still record it, whichever input wants it.
+    for name, fn, inputs in _calls(device):
+        out = fn(*inputs)
+        assert out.grad_fn is None and not out.requires_grad, name
+        for i in range(len(inputs)):
+            wanting = [t.detach().requires_grad_(j == i) for j, t in enumerate(inputs)]
+            out = fn(*wanting)
+            assert out.grad_fn is not None and out.requires_grad, (name, i)
+            with torch.no_grad():
+                out = fn(*wanting)
+            assert out.grad_fn is None and not out.requires_grad, (name, i)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_forward_mode_ad_is_a_clear_error(device):
+    # Not supported (C++ autograd Functions have no jvp): a tangent on any input is an error, never dropped.
+    import torch.autograd.forward_ad as fwAD
+
+    for name, fn, inputs in _calls(device):
+        for i in range(len(inputs)):
+            with fwAD.dual_level():
+                duals = [fwAD.make_dual(t, torch.ones_like(t)) if j == i else t for j, t in enumerate(inputs)]
+                with pytest.raises(RuntimeError, match="jvp is not implemented"):
+                    fn(*duals)
