@@ -10,6 +10,8 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include "call.h"
+
 namespace pyext {
 namespace {
 
@@ -17,85 +19,6 @@ using at::Tensor;
 using OptTensor = std::optional<Tensor>;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// --- pyext ops through the dispatcher (with their autograd) --------------------------------------
-
-// Named pyext::call::X so that at::X (found by argument-dependent lookup) is never taken instead.
-namespace call {
-
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> op(const char* name, const char* overload) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, overload).typed<Signature>();
-}
-
-Tensor mul(const Tensor& a, const Tensor& b) {
-  static const auto h = op<Tensor(const Tensor&, const Tensor&)>("pyext::mul", "Tensor");
-  return h.call(a, b);
-}
-Tensor mul(const Tensor& a, const c10::Scalar& b) {
-  static const auto h = op<Tensor(const Tensor&, const c10::Scalar&)>("pyext::mul", "Scalar");
-  return h.call(a, b);
-}
-Tensor add(const Tensor& a, const Tensor& b, const c10::Scalar& alpha) {
-  static const auto h = op<Tensor(const Tensor&, const Tensor&, const c10::Scalar&)>("pyext::add", "Tensor");
-  return h.call(a, b, alpha);
-}
-Tensor add(const Tensor& a, const c10::Scalar& b, const c10::Scalar& alpha) {
-  static const auto h = op<Tensor(const Tensor&, const c10::Scalar&, const c10::Scalar&)>("pyext::add", "Scalar");
-  return h.call(a, b, alpha);
-}
-Tensor sigmoid(const Tensor& x) {
-  static const auto h = op<Tensor(const Tensor&)>("pyext::sigmoid", "");
-  return h.call(x);
-}
-Tensor sigmoid_backward(const Tensor& g, const Tensor& y) {
-  static const auto h = op<Tensor(const Tensor&, const Tensor&)>("pyext::sigmoid_backward", "");
-  return h.call(g, y);
-}
-Tensor bce(const Tensor& x, const Tensor& y, const OptTensor& w, int64_t reduction) {
-  static const auto h =
-      op<Tensor(const Tensor&, const Tensor&, const OptTensor&, int64_t)>("pyext::binary_cross_entropy", "");
-  return h.call(x, y, w, reduction);
-}
-Tensor bce_backward(const Tensor& g, const Tensor& x, const Tensor& y, const OptTensor& w, int64_t reduction) {
-  static const auto h = op<Tensor(const Tensor&, const Tensor&, const Tensor&, const OptTensor&, int64_t)>(
-      "pyext::binary_cross_entropy_backward", "");
-  return h.call(g, x, y, w, reduction);
-}
-Tensor bce_target_backward(const Tensor& g, const Tensor& x, const OptTensor& w, int64_t reduction) {
-  static const auto h = op<Tensor(const Tensor&, const Tensor&, const OptTensor&, int64_t)>(
-      "pyext::binary_cross_entropy_target_backward", "");
-  return h.call(g, x, w, reduction);
-}
-Tensor bce_logits(const Tensor& x, const Tensor& y, const OptTensor& w, const OptTensor& p, int64_t reduction) {
-  static const auto h = op<Tensor(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&, int64_t)>(
-      "pyext::binary_cross_entropy_with_logits", "");
-  return h.call(x, y, w, p, reduction);
-}
-Tensor bce_logits_backward(const Tensor& g, const Tensor& x, const Tensor& y, const OptTensor& w,
-                           const OptTensor& p, int64_t reduction) {
-  static const auto h =
-      op<Tensor(const Tensor&, const Tensor&, const Tensor&, const OptTensor&, const OptTensor&, int64_t)>(
-          "pyext::binary_cross_entropy_with_logits_backward", "");
-  return h.call(g, x, y, w, p, reduction);
-}
-Tensor bce_logits_target_backward(const Tensor& g, const Tensor& x, const OptTensor& w, const OptTensor& p,
-                                  int64_t reduction) {
-  static const auto h = op<Tensor(const Tensor&, const Tensor&, const OptTensor&, const OptTensor&, int64_t)>(
-      "pyext::binary_cross_entropy_with_logits_target_backward", "");
-  return h.call(g, x, w, p, reduction);
-}
-Tensor mse(const Tensor& x, const Tensor& y, int64_t reduction) {
-  static const auto h = op<Tensor(const Tensor&, const Tensor&, int64_t)>("pyext::mse_loss", "");
-  return h.call(x, y, reduction);
-}
-Tensor mse_backward(const Tensor& g, const Tensor& x, const Tensor& y, int64_t reduction) {
-  static const auto h =
-      op<Tensor(const Tensor&, const Tensor&, const Tensor&, int64_t)>("pyext::mse_loss_backward", "");
-  return h.call(g, x, y, reduction);
-}
-
-}  // namespace call
 
 // A broadcast gradient summed back to its operand's shape, on the operand's device (a CPU 0-d
 // operand beside a CUDA tensor gets its gradient on the CPU, as in torch).

@@ -69,6 +69,19 @@ struct Arg {
   Tensor tensor;
 };
 
+// torch's promotion of the defined tensors among args (tensors of one dtype promote to it).
+at::ScalarType result_type(c10::ArrayRef<Arg> args) {
+  const at::ScalarType first = args.front().tensor.scalar_type();
+  bool same = true;
+  for (const Arg& a : args) same &= !a.tensor.defined() || a.tensor.scalar_type() == first;
+  if (same) return first;
+  at::native::ResultTypeState state;
+  for (const Arg& a : args) {
+    if (a.tensor.defined()) state = at::native::update_result_type_state(a.tensor, state);
+  }
+  return at::native::result_type(state);
+}
+
 int run(const char* op, at::TensorIterator& iter, const Formula& f, const Tensor* sum_out, double divisor) {
   switch (iter.device_type()) {
     case at::kCPU:
@@ -87,7 +100,7 @@ int run(const char* op, at::TensorIterator& iter, const Formula& f, const Tensor
 
 // Runs formula f over args. Writes into `inplace` when given; with reduction 'mean' or 'sum'
 // returns a 0-d tensor holding the sum of f (divided by the element count for 'mean').
-Tensor launch(const char* op, const Formula& f, const std::vector<Arg>& args, const Tensor* inplace = nullptr,
+Tensor launch(const char* op, const Formula& f, c10::ArrayRef<Arg> args, const Tensor* inplace = nullptr,
               int64_t reduction = kNone) {
   // Devices: every tensor where the first is.
   const Arg& first = args.front();
@@ -97,11 +110,7 @@ Tensor launch(const char* op, const Formula& f, const std::vector<Arg>& args, co
                 first.tensor.device(), " like ", first.name, ", but it is on ", a.tensor.device());
   }
   // Dtypes: torch's promotion, then only what our kernels compute.
-  at::native::ResultTypeState state;
-  for (const Arg& a : args) {
-    if (a.tensor.defined()) state = at::native::update_result_type_state(a.tensor, state);
-  }
-  const at::ScalarType dtype = at::native::result_type(state);
+  const at::ScalarType dtype = result_type(args);
   TORCH_CHECK(is_supported(dtype), op, ": unsupported dtype ", dtype,
               " (pyext kernels take float32, float64, float16 and bfloat16)");
   if (inplace && inplace->scalar_type() != dtype) {
@@ -155,7 +164,8 @@ Tensor binary(const char* op, Formula f, const Tensor& self, const Tensor& other
     other_tensor = Tensor();
   }
   // Promote with `other` as given (a wrapped number does not lift self's dtype), then run.
-  const at::ScalarType dtype = at::result_type(self, other);
+  const at::ScalarType dtype =
+      self.scalar_type() == other.scalar_type() ? self.scalar_type() : at::result_type(self, other);
   TORCH_CHECK(is_supported(dtype), op, ": unsupported dtype ", dtype,
               " (pyext kernels take float32, float64, float16 and bfloat16)");
   const Tensor input = self.scalar_type() == dtype ? self : self.to(dtype);

@@ -2,6 +2,9 @@
 
 Every op computes in our own kernels (csrc/, cuda/) on CPU and CUDA; these wrappers only pick the
 schema overload and translate torch's Python conventions (reduction strings, numbers as operands).
+In eager mode they call the op through ``pyext._C``'s typed entry points, which skip the boxed
+``torch.ops`` call from Python (about 1 us per call); under torch.compile, and for what those entry points
+leave (tensor subclasses, ``__torch_function__`` modes, other argument types), through ``torch.ops``.
 Autograd, every order, is registered in C++ (csrc/autograd.cpp): backward formulas call pyext ops, so
 ``create_graph=True`` and higher-order gradients work.
 """
@@ -12,6 +15,7 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor
+from torch.compiler import is_compiling
 from torch._prims_common import (
     ELEMENTWISE_TYPE_PROMOTION_KIND,
     compute_elementwise_output_strides,
@@ -19,12 +23,21 @@ from torch._prims_common import (
 )
 from torch.nn import _reduction
 
+from pyext import _C
+
 __all__ = [
     "add", "add_", "mul", "mul_", "sigmoid",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
 ]
 
 _ops = torch.ops.pyext
+
+
+def _eager(entry, *args):
+    """``entry(*args)``: the op through its typed entry point in ``pyext._C`` (same dispatcher, autograd and
+    kernels as ``torch.ops``), or NotImplemented where the caller must use ``torch.ops``: under torch.compile,
+    which traces ``torch.ops``, and wherever the entry point leaves the call to it."""
+    return NotImplemented if is_compiling() else entry(*args)
 _NONE, _MEAN, _SUM = 0, 1, 2  # torch's reduction enum
 
 
@@ -41,8 +54,10 @@ def add(input: Tensor, other: Union[Tensor, Number], *, alpha: Number = 1) -> Te
     or tensors on different devices (a CPU 0-d tensor counts as a number).
     """
     if isinstance(other, Tensor):
-        return _ops.add.Tensor(input, other, alpha=alpha)
-    return _ops.add.Scalar(input, other, alpha)
+        out = _eager(_C.add_Tensor, input, other, alpha)
+        return out if out is not NotImplemented else _ops.add.Tensor(input, other, alpha=alpha)
+    out = _eager(_C.add_Scalar, input, other, alpha)
+    return out if out is not NotImplemented else _ops.add.Scalar(input, other, alpha)
 
 
 def add_(input: Tensor, other: Union[Tensor, Number], *, alpha: Number = 1) -> Tensor:
@@ -50,8 +65,9 @@ def add_(input: Tensor, other: Union[Tensor, Number], *, alpha: Number = 1) -> T
     if _needs_grad(input, other):
         return _differentiable_inplace(input, other, add(input, other, alpha=alpha))
     if isinstance(other, Tensor):
-        _ops.add_.Tensor(input, other, alpha=alpha)
-    else:
+        if _eager(_C.add__Tensor, input, other, alpha) is NotImplemented:
+            _ops.add_.Tensor(input, other, alpha=alpha)
+    elif _eager(_C.add__Scalar, input, other, alpha) is NotImplemented:
         _ops.add_.Scalar(input, other, alpha)
     return input
 
@@ -59,8 +75,10 @@ def add_(input: Tensor, other: Union[Tensor, Number], *, alpha: Number = 1) -> T
 def mul(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
     """``input * other``, like :func:`torch.mul`; broadcasting and dtypes as in :func:`add`."""
     if isinstance(other, Tensor):
-        return _ops.mul.Tensor(input, other)
-    return _ops.mul.Scalar(input, other)
+        out = _eager(_C.mul_Tensor, input, other)
+        return out if out is not NotImplemented else _ops.mul.Tensor(input, other)
+    out = _eager(_C.mul_Scalar, input, other)
+    return out if out is not NotImplemented else _ops.mul.Scalar(input, other)
 
 
 def mul_(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
@@ -69,15 +87,17 @@ def mul_(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
         # mul saves its inputs for backward: give it a copy of the one about to be overwritten
         return _differentiable_inplace(input, other, mul(input.clone(), other))
     if isinstance(other, Tensor):
-        _ops.mul_.Tensor(input, other)
-    else:
+        if _eager(_C.mul__Tensor, input, other) is NotImplemented:
+            _ops.mul_.Tensor(input, other)
+    elif _eager(_C.mul__Scalar, input, other) is NotImplemented:
         _ops.mul_.Scalar(input, other)
     return input
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """``1 / (1 + exp(-input))``, like :func:`torch.sigmoid`; its backward uses the saved output."""
-    return _ops.sigmoid(input)
+    out = _eager(_C.sigmoid, input)
+    return out if out is not NotImplemented else _ops.sigmoid(input)
 
 
 def binary_cross_entropy(
@@ -95,7 +115,8 @@ def binary_cross_entropy(
     ``weight`` broadcasts to that shape. ``reduction`` is 'none', 'mean' or 'sum' (else ValueError).
     """
     red = _reduction_enum(size_average, reduce, reduction)
-    return _ops.binary_cross_entropy(input, target, weight, red)
+    out = _eager(_C.binary_cross_entropy, input, target, weight, red)
+    return out if out is not NotImplemented else _ops.binary_cross_entropy(input, target, weight, red)
 
 
 def binary_cross_entropy_with_logits(
@@ -113,7 +134,10 @@ def binary_cross_entropy_with_logits(
     ``weight`` and ``pos_weight`` broadcast to the input's shape; no separate sigmoid pass is made.
     """
     red = _reduction_enum(size_average, reduce, reduction)
-    return _ops.binary_cross_entropy_with_logits(input, target, weight, pos_weight, red)
+    out = _eager(_C.binary_cross_entropy_with_logits, input, target, weight, pos_weight, red)
+    if out is NotImplemented:
+        out = _ops.binary_cross_entropy_with_logits(input, target, weight, pos_weight, red)
+    return out
 
 
 def mse_loss(
@@ -135,7 +159,8 @@ def mse_loss(
             stacklevel=2,
         )
     red = _reduction_enum(size_average, reduce, reduction)
-    return _ops.mse_loss(input, target, red)
+    out = _eager(_C.mse_loss, input, target, red)
+    return out if out is not NotImplemented else _ops.mse_loss(input, target, red)
 
 
 def _reduction_enum(size_average, reduce, reduction: str) -> int:

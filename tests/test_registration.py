@@ -125,3 +125,62 @@ def test_nn_modules_are_drop_ins(device):
     assert set(pyext.nn.BCEWithLogitsLoss(pos_weight=w).state_dict()) == set(
         torch.nn.BCEWithLogitsLoss(pos_weight=w).state_dict())
     assert F.binary_cross_entropy is not P.binary_cross_entropy  # ours really runs, not torch's
+
+
+def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops():
+    """pyext.ops calls the ops through pyext._C's typed entry points in eager mode; what they answer with
+    NotImplemented goes through torch.ops, which hands subclasses and modes to __torch_function__."""
+    from torch.overrides import TorchFunctionMode
+
+    a, b = torch.randn(5), torch.randn(5)
+    torch.testing.assert_close(pyext._C.add_Tensor(a, b, 2), torch.add(a, b, alpha=2))
+    torch.testing.assert_close(pyext._C.add_Scalar(a, True, 0.5), torch.add(a, True, alpha=0.5))
+    torch.testing.assert_close(pyext._C.mse_loss(a, b, 2), torch.nn.functional.mse_loss(a, b, reduction="sum"))
+    p = torch.nn.Parameter(a.clone())  # a subclass whose __torch_function__ is disabled: taken
+    assert pyext._C.mul_Tensor(p, b).grad_fn is not None
+
+    class Sub(torch.Tensor):
+        pass
+
+    class Seen(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.funcs = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.funcs.append(func)
+            return func(*args, **(kwargs or {}))
+
+    left = [
+        lambda: pyext._C.add_Tensor(a.as_subclass(Sub), b, 1),  # a subclass: its __torch_function__ first
+        lambda: pyext._C.binary_cross_entropy(a, b, b.as_subclass(Sub), 1),
+        lambda: pyext._C.add_Scalar(a, 1 + 2j, 1),  # a number of another type: torch.ops raises for it
+        lambda: pyext._C.mul_Scalar(a, 2**70),
+        lambda: pyext._C.sigmoid(3.0),
+        lambda: pyext._C.mse_loss(a, b, 1.0),
+    ]
+    for call in left:
+        assert call() is NotImplemented
+    with Seen():
+        assert pyext._C.sigmoid(a) is NotImplemented
+
+    with Seen() as mode:
+        P.add(a, b)
+        P.mul_(a.clone(), 2.0)
+        P.sigmoid(a)
+        P.binary_cross_entropy_with_logits(a, torch.rand(5))
+    ops = torch.ops.pyext
+    seen = [f for f in mode.funcs if isinstance(f, (torch._ops.OpOverload, torch._ops.OpOverloadPacket))]
+    assert seen == [ops.add.Tensor, ops.mul_.Scalar, ops.sigmoid, ops.binary_cross_entropy_with_logits]
+
+    class Logged(torch.Tensor):
+        funcs = []
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            cls.funcs.append(func)
+            return super().__torch_function__(func, types, args, kwargs)
+
+    out = P.mul(a.as_subclass(Logged), b)
+    assert ops.mul.Tensor in Logged.funcs and type(out) is Logged
+    torch.testing.assert_close(out.as_subclass(torch.Tensor), a * b)
