@@ -137,3 +137,8 @@ def test_forward_mode_ad_is_a_clear_error(device):
                 duals = [fwAD.make_dual(t, torch.ones_like(t)) if j == i else t for j, t in enumerate(inputs)]
                 with pytest.raises(RuntimeError, match="jvp is not implemented"):
                     fn(*duals)
+    x = torch.randn(3, dtype=torch.float64, device=device)
+    for transform in (lambda f: torch.func.jvp(f, (x,), (torch.ones_like(x),)), lambda f: torch.func.grad(f)(x)):
+        with pytest.raises(RuntimeError, match="functorch transforms"):
+            transform(lambda t: P.mul(P.sigmoid(t), 2.0).sum())
+    torch.testing.assert_close(torch.vmap(P.sigmoid)(x.view(3, 1)), torch.sigmoid(x.view(3, 1)))
