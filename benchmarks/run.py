@@ -215,25 +215,40 @@ def sgd_callable(provider, device, dtype, nesterov):
 
 
 def tutorial_callable(provider, device):
-    """One iteration of the tutorial's logistic regression (200 points, Linear(2,1) + Sigmoid + BCE + SGD)."""
+    """One iteration of the tutorial's logistic regression (200 points, Linear(2,1) + Sigmoid + BCE + SGD):
+    with pyext's modules and optimizer, with torch's ('eager'), or on CUDA with pyext's step captured once in
+    a CUDA graph and replayed ('graph', as `python -m pyext.train logistic --cuda-graph` trains)."""
     from pyext.train.data import tutorial_logistic
 
-    if provider not in ("pyext", "eager"):
+    if provider not in ("pyext", "eager", "graph") or (provider == "graph" and device != "cuda"):
         return None
     x, y = (t.to(device) for t in tutorial_logistic())
     torch.manual_seed(0)
     linear = torch.nn.Linear(2, 1).to(device)
-    ours = provider == "pyext"
+    ours = provider in ("pyext", "graph")
     sigmoid = pyext.nn.Sigmoid() if ours else torch.nn.Sigmoid()
     loss_fn = pyext.nn.BCELoss() if ours else torch.nn.BCELoss()
     opt = (pyext.optim.SGD if ours else torch.optim.SGD)(linear.parameters(), lr=0.01, momentum=0.9)
 
-    def step(i):
+    def step(i=0):
         opt.zero_grad()
         loss = loss_fn(sigmoid(linear(x)), y)
         loss.backward()
         opt.step()
-    return step
+    if provider != "graph":
+        return step
+    # Warm-up on a side stream (the optimizer's state is created there), then one step captured.
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step()
+    return lambda i: graph.replay()
 
 
 # --- the run ------------------------------------------------------------------------------------------
@@ -263,7 +278,8 @@ def main(argv=None):
     parser.add_argument("--ops", nargs="+", help=f"of {[o.name for o in OPS] + ['sgd', 'tutorial']}")
     parser.add_argument("--dtypes", nargs="+", default=None, help="float32 bfloat16")
     parser.add_argument("--modes", nargs="+", default=list(MODES))
-    parser.add_argument("--providers", nargs="+", default=["pyext", "eager", "compile", "foreach", "fused"])
+    parser.add_argument("--providers", nargs="+", default=["pyext", "eager", "compile", "foreach", "fused", "graph"],
+                        help="graph: the tutorial's step captured in a CUDA graph (CUDA only)")
     parser.add_argument("--out", help="folder for the CSV and plots (default benchmarks/results/<device>)")
     parser.add_argument("--min-time", type=float, default=None, help="seconds of timing per measurement")
     args = parser.parse_args(argv)
@@ -287,11 +303,20 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     copy = copy_bandwidth(device, min_time)
     print(f"{name}, torch {torch.__version__}, commit {commit}: copy bandwidth {copy:.1f} GB/s (read + write)")
-    header = f"{'op':<16}{'mode':<5}{'provider':<9}{'dtype':<9}{'n':>9} {'median us':>10} {'p20-p80 us':>17} " \
+    header = f"{'op':<18}{'mode':<5}{'provider':<9}{'dtype':<9}{'n':>9} {'median us':>10} {'p20-p80 us':>17} " \
              f"{'GB/s':>7} {'%copy':>6}  speed-up of pyext"
     print(header)
     rows = []
     compiled = {}
+
+    csv_path = out_dir / f"{'quick' if args.quick else 'full'}_{device}.csv"
+
+    def save():
+        """The CSV of every row so far (written after each op too, so that a run stopped early keeps them)."""
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
 
     def emit(op, mode, provider, dtype, n, samples, nbytes, ref_times):
         med, p20, p80 = quantiles(samples)
@@ -304,8 +329,30 @@ def main(argv=None):
         speed = ""
         if provider != "pyext" and "pyext" in ref_times:
             speed = f"{med / ref_times['pyext']:.2f}x vs {provider}"
-        print(f"{op:<16}{mode:<5}{provider:<9}{dtype:<9}{n:>9} {med * 1e6:>10.1f} {p20 * 1e6:>8.1f}-{p80 * 1e6:<8.1f} "
+        print(f"{op:<18}{mode:<5}{provider:<9}{dtype:<9}{n:>9} {med * 1e6:>10.1f} {p20 * 1e6:>8.1f}-{p80 * 1e6:<8.1f} "
               f"{gbs:>7.1f} {row['pct_copy']:>5.1f}%  {speed}", flush=True)
+
+    # SGD and the tutorial first: short, and a run stopped at a time limit keeps them
+    if "sgd" in names:
+        for dtype_name in dtypes:
+            for nesterov in (False, True):
+                fns = {}
+                for provider in ("pyext", "eager", "foreach", "fused"):
+                    if provider in args.providers:
+                        fns[provider], numel = sgd_callable(provider, device, getattr(torch, dtype_name), nesterov)
+                ref = {}
+                for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
+                    emit("sgd_nesterov" if nesterov else "sgd_momentum", "step", provider, dtype_name, numel,
+                         samples, 5 * numel * getattr(torch, dtype_name).itemsize, ref)
+                del fns
+    if "tutorial" in names:
+        fns = {p: tutorial_callable(p, device) for p in ("pyext", "eager", "graph") if p in args.providers}
+        fns = {p: fn for p, fn in fns.items() if fn is not None}
+        ref = {}
+        for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
+            emit("tutorial_logistic", "iter", provider, "float32", 200, samples, 0, ref)
+    if rows:
+        save()
 
     for op in [o for o in OPS if o.name in names]:
         for dtype_name in dtypes:
@@ -331,29 +378,8 @@ def main(argv=None):
                              op.bytes[mode] * numel * probe[0].element_size(), ref)
                     del fns
                 del inputs, probe
-    if "sgd" in names:
-        for dtype_name in dtypes:
-            for nesterov in (False, True):
-                fns = {}
-                for provider in ("pyext", "eager", "foreach", "fused"):
-                    if provider in args.providers:
-                        fns[provider], numel = sgd_callable(provider, device, getattr(torch, dtype_name), nesterov)
-                ref = {}
-                for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
-                    emit("sgd_nesterov" if nesterov else "sgd_momentum", "step", provider, dtype_name, numel,
-                         samples, 5 * numel * getattr(torch, dtype_name).itemsize, ref)
-                del fns
-    if "tutorial" in names:
-        fns = {p: tutorial_callable(p, device) for p in ("pyext", "eager") if p in args.providers}
-        ref = {}
-        for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
-            emit("tutorial_logistic", "iter", provider, "float32", 200, samples, 0, ref)
-
-    csv_path = out_dir / f"{'quick' if args.quick else 'full'}_{device}.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        save()
+    save()
     print(f"wrote {csv_path}")
     for path in plot(rows, out_dir, device):
         print(f"wrote {path}")

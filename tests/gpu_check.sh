@@ -3,7 +3,10 @@
 #   1. builds pyext with that machine's own torch (CUDA arch of the visible GPU),
 #   2. runs the whole test suite, CUDA tests included (none may skip for want of a GPU),
 #   3. runs compute-sanitizer memcheck and racecheck over tests/sanitize_ops.py,
-#   4. runs the quick GPU benchmark.
+#   4. runs the quick GPU benchmark (benchmarks/gpu_quick.py), then the benchmarks harness in its quick
+#      mode (benchmarks/run.py: float32 and bfloat16, SGD on 540 tensors, the tutorial step eager and
+#      in a CUDA graph; at most BENCH_SECONDS, default 240), whose CSV and plots go to $OUT/results/:
+#      commit those under benchmarks/results/<card>/.
 # Logs and results go to $OUT (or ./gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +50,13 @@ done
 
 step "benchmark"
 $PY benchmarks/gpu_quick.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -40
+
+step "benchmarks harness (run.py --device cuda --quick)"
+timeout "${BENCH_SECONDS:-240}" $PY benchmarks/run.py --device cuda --quick --dtypes float32 bfloat16 \
+  --providers pyext eager foreach fused graph --out "$OUT/results" > "$OUT/run_py.log" 2>&1
+rc=$?
+grep -E "copy bandwidth| 16777216 | 268435456 |sgd_|tutorial" "$OUT/run_py.log" | tail -80
+[ "$rc" = 0 ] || echo "run.py ended with rc=$rc (124: stopped at BENCH_SECONDS; the log has what it measured)"
 
 step "result"
 [ "$status" = 0 ] && echo "GPU CHECK PASSED" || echo "GPU CHECK FAILED"

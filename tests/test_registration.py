@@ -184,3 +184,32 @@ def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops()
     out = P.mul(a.as_subclass(Logged), b)
     assert ops.mul.Tensor in Logged.funcs and type(out) is Logged
     torch.testing.assert_close(out.as_subclass(torch.Tensor), a * b)
+
+
+def test_eager_entry_points_go_through_torch_dispatch_modes():
+    """The typed entry points call the dispatcher, so Python dispatch modes (FakeTensorMode, logging modes)
+    see pyext's ops, and an exception raised in a mode reaches the caller (the GIL is taken back)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Seen(TorchDispatchMode):
+        def __init__(self, fail=False):
+            super().__init__()
+            self.funcs, self.fail = [], fail
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.funcs.append(func)
+            if self.fail:
+                raise ValueError("refused by the mode")
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(4)
+    with Seen() as mode:
+        assert pyext._C.sigmoid(x) is not NotImplemented
+        P.add(x, 2.0)
+    assert mode.funcs == [torch.ops.pyext.sigmoid.default, torch.ops.pyext.add.Scalar]
+    with pytest.raises(ValueError, match="refused by the mode"), Seen(fail=True):
+        P.mul(x, x)
+    with FakeTensorMode():
+        out = P.binary_cross_entropy_with_logits(torch.empty(4, 3), torch.empty(4, 3), reduction="none")
+    assert type(out).__name__ == "FakeTensor" and out.shape == (4, 3)
