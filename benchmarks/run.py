@@ -1,7 +1,8 @@
 """Benchmarks: every pyext kernel against torch eager, torch.compile and (SGD) torch's foreach and fused
 steps, and against the hardware limit measured in the same run (a large tensor copy).
 
-    python benchmarks/run.py [--device cpu|cuda] [--quick] [--ops ...] [--dtypes ...] [--providers ...] [--out DIR]
+    python benchmarks/run.py [--device cpu|cuda] [--quick] [--ops ...] [--dtypes ...] [--providers ...] [--sizes ...]
+                             [--out DIR]
 
 Timing: torch.utils.benchmark on CPU (on all of torch's threads), CUDA events on GPU; warm-up first; inputs
 rotated among enough copies to exceed the last-level cache; the providers of a case measured in turn, five
@@ -282,6 +283,7 @@ def main(argv=None):
                         help="graph: the tutorial's step captured in a CUDA graph (CUDA only)")
     parser.add_argument("--out", help="folder for the CSV and plots (default benchmarks/results/<device>)")
     parser.add_argument("--min-time", type=float, default=None, help="seconds of timing per measurement")
+    parser.add_argument("--sizes", nargs="+", type=int, help="element counts (instead of the mode's)")
     args = parser.parse_args(argv)
 
     device = args.device
@@ -294,6 +296,7 @@ def main(argv=None):
         sizes = [2**k for k in range(10, 25 if cpu else 29, 2)]
         dtypes = args.dtypes or ["float32", "bfloat16"]
         min_time = args.min_time or 0.3
+    sizes = args.sizes or sizes
     if args.quick and cpu and "compile" in args.providers and args.ops is None:
         print("quick CPU run: torch.compile only for bce_mean and bce_logits_mean (compiling is slow here)")
     names = args.ops or [o.name for o in OPS] + ["sgd", "tutorial"]

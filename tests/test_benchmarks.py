@@ -1,0 +1,48 @@
+"""The benchmarks harness (benchmarks/run.py) runs end to end on tiny sizes: every op, mode and provider it is
+asked for, a CSV naming device, torch version and commit on every row, and a plot per op. Timings are not
+checked here (speed targets are the harness's business, never a test's)."""
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import DEVICES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_harness():
+    spec = importlib.util.spec_from_file_location("pyext_benchmarks_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
+    run = load_harness()
+    ops = [op.name for op in run.OPS]
+    providers = ["pyext", "eager", "foreach", "fused"] + (["graph"] if device == "cuda" else [])
+    run.main(["--device", device, "--quick", "--ops", *ops, "sgd", "tutorial", "--sizes", "1000", "4096",
+              "--dtypes", "float32", "bfloat16", "--providers", *providers, "--min-time", "0.001",
+              "--out", str(tmp_path)])
+    rows = list(csv.DictReader(open(tmp_path / f"quick_{device}.csv")))
+    assert all(r["device"] and r["torch"] == torch.__version__ and r["commit"] for r in rows)
+    measured = {(r["op"], r["mode"], r["provider"], r["dtype"], int(r["n"])) for r in rows}
+    for op in ops:
+        for mode in run.MODES:
+            for provider in ("pyext", "eager"):
+                for dtype in ("float32", "bfloat16"):
+                    n = 1024 if op == "mul_row" else 1000  # whole rows of 1024
+                    assert (op, mode, provider, dtype, n) in measured, (op, mode, provider, dtype)
+        assert (tmp_path / f"{op}_{device}.png").exists()
+    for step in ("sgd_momentum", "sgd_nesterov"):
+        assert {r["provider"] for r in rows if r["op"] == step} == {"pyext", "eager", "foreach", "fused"}
+    tutorial = {r["provider"] for r in rows if r["op"] == "tutorial_logistic"}
+    assert tutorial == ({"pyext", "eager", "graph"} if device == "cuda" else {"pyext", "eager"})
+    assert all(float(r["median_us"]) > 0 for r in rows)
+    assert "copy bandwidth" in capsys.readouterr().out
