@@ -30,14 +30,18 @@ Tensor reduce_to(const Tensor& grad, const Tensor& operand) {
   return reduce_to(grad, operand.sizes(), operand.device());
 }
 
-// What add's backward needs of an operand: its shape and device, not its values.
-void save_layout(AutogradContext* ctx, const char* key, const Tensor& t) {
-  ctx->saved_data[std::string(key) + "_sizes"] = t.sizes();
-  ctx->saved_data[std::string(key) + "_device"] = t.device();
+// What add's backward needs of an operand that broadcast (or is a CPU number beside a CUDA tensor): its
+// shape and device, to sum its gradient back to. An operand laid out like the output saves nothing (the
+// common case: four map entries fewer per call, 0.6 of the 2.6 us of a call, measured in C++).
+void save_layout(AutogradContext* ctx, const std::string& key, const Tensor& t, const Tensor& out) {
+  if (t.sizes().equals(out.sizes()) && t.device() == out.device()) return;
+  ctx->saved_data[key + "_sizes"] = t.sizes();
+  ctx->saved_data[key + "_device"] = t.device();
 }
-Tensor reduce_to_saved(AutogradContext* ctx, const char* key, const Tensor& grad) {
-  const auto sizes = ctx->saved_data[std::string(key) + "_sizes"].toIntVector();
-  return reduce_to(grad, sizes, ctx->saved_data[std::string(key) + "_device"].toDevice());
+Tensor reduce_to_saved(AutogradContext* ctx, const std::string& key, const Tensor& grad) {
+  const auto sizes = ctx->saved_data.find(key + "_sizes");
+  if (sizes == ctx->saved_data.end()) return grad;
+  return reduce_to(grad, sizes->second.toIntVector(), ctx->saved_data.at(key + "_device").toDevice());
 }
 
 // A saved optional tensor back as an optional (saved variables store an absent one as undefined).
@@ -78,10 +82,14 @@ struct AddFunction : torch::autograd::Function<AddFunction> {
   static constexpr Tensor (*op)(const Tensor&, const Tensor&, const c10::Scalar&) = call::add;
   static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& b, const c10::Scalar& alpha) {
     ctx->saved_data["alpha"] = alpha;
-    save_layout(ctx, "a", a);
-    save_layout(ctx, "b", b);
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return op(a, b, alpha);
+    Tensor out;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      out = op(a, b, alpha);
+    }
+    save_layout(ctx, "a", a, out);
+    save_layout(ctx, "b", b, out);
+    return out;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     // d/da = 1, d/db = alpha
