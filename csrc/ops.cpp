@@ -120,13 +120,23 @@ Tensor launch(const char* op, const Formula& f, c10::ArrayRef<Arg> args, const T
     return inplace->copy_(launch(op, f, args, nullptr, reduction));
   }
 
+  // The iterator borrows its operands: copies converted to the promoted dtype are kept alive here.
+  c10::SmallVector<Tensor, 5> converted;
+  converted.reserve(args.size());
   at::TensorIteratorConfig config;
   config.check_all_same_dtype(true);
-  if (reduction == kNone) config.add_output(inplace ? *inplace : Tensor());
+  if (reduction == kNone) {
+    if (inplace) {
+      config.add_output(*inplace);
+    } else {
+      config.add_owned_output(Tensor());  // undefined: the iterator allocates it (owned: a temporary)
+    }
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     const Tensor& t = args[i].tensor;
     TORCH_INTERNAL_ASSERT(t.defined() != f.is_const[i], op, ": argument ", args[i].name, " is misassigned");
-    if (t.defined()) config.add_owned_const_input(t.scalar_type() == dtype ? t : t.to(dtype));
+    if (!t.defined()) continue;
+    config.add_const_input(t.scalar_type() == dtype ? t : converted.emplace_back(t.to(dtype)));
   }
   at::TensorIterator iter = config.build();
 
