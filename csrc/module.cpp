@@ -144,7 +144,6 @@ struct Eager<fn> {
 };
 
 using at::Tensor;
-using pyext::call::OptTensor;
 
 // An overload of a pyext::call function, by its type.
 template <typename Signature>

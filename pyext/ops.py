@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 _ops = torch.ops.pyext
+_NONE, _MEAN, _SUM = 0, 1, 2  # torch's reduction enum
 
 
 def _eager(entry, *args):
@@ -38,7 +39,6 @@ def _eager(entry, *args):
     kernels as ``torch.ops``), or NotImplemented where the caller must use ``torch.ops``: under torch.compile,
     which traces ``torch.ops``, and wherever the entry point leaves the call to it."""
     return NotImplemented if is_compiling() else entry(*args)
-_NONE, _MEAN, _SUM = 0, 1, 2  # torch's reduction enum
 
 
 # ---------------------------------------------------------------------------------------------
