@@ -1,6 +1,6 @@
-// Autograd of every pyext op, registered in C++ (the Autograd dispatch key) so that a call that
-// records a gradient costs what torch's own ops cost. Each backward calls pyext ops through the
-// dispatcher, so gradients are themselves differentiable: the forward ops' backwards are pyext's
+// Autograd of every pyext op, registered in C++ (the Autograd dispatch key): a call that records a
+// gradient never enters Python, and one that records none skips the graph. Each backward calls pyext
+// ops through the dispatcher, so gradients are themselves differentiable: the forward ops' backwards are pyext's
 // backward ops (sigmoid_backward, the loss backwards), whose own autograd is here too (second order;
 // higher orders follow, as those formulas again call pyext ops, or torch's where pyext has no op:
 // division, where, clamp). The first-order formulas are those of csrc/formulas.h.
