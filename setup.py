@@ -111,8 +111,9 @@ def openmp_flags():
 
 def extension():
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
-    cpu = [*cpu_vec_flags(), *openmp_flags()]  # the C++ standard: torch's cpp_extension picks it
-    cxx, link = ["-O3", *cpu], openmp_flags()
+    openmp = openmp_flags()
+    cpu = [*cpu_vec_flags(), *openmp]  # the C++ standard: torch's cpp_extension picks it
+    cxx, link = ["-O3", *cpu], openmp
     sanitize = os.environ.get("PYEXT_SANITIZE")
     if sanitize:
         flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]

@@ -174,8 +174,7 @@ Tensor binary(const char* op, Formula f, const Tensor& self, const Tensor& other
     other_tensor = Tensor();
   }
   // Promote with `other` as given (a wrapped number does not lift self's dtype), then run.
-  const at::ScalarType dtype =
-      self.scalar_type() == other.scalar_type() ? self.scalar_type() : at::result_type(self, other);
+  const at::ScalarType dtype = result_type({{"input", self}, {"other", other}});
   TORCH_CHECK(is_supported(dtype), op, ": unsupported dtype ", dtype,
               " (pyext kernels take float32, float64, float16 and bfloat16)");
   const Tensor input = self.scalar_type() == dtype ? self : self.to(dtype);
