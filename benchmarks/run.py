@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -255,6 +256,9 @@ def tutorial_callable(provider, device):
 # --- the run ------------------------------------------------------------------------------------------
 
 def git_commit():
+    """HEAD's short hash; PYEXT_COMMIT names it where the tree has no .git (a copy on a GPU machine)."""
+    if os.environ.get("PYEXT_COMMIT"):
+        return os.environ["PYEXT_COMMIT"]
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     return done.stdout.strip() or "unknown"
 

@@ -1,34 +1,50 @@
 // CUDA loops: every formula of csrc/formulas.h, over any layout the iterator plans.
-//   contiguous runs (each tensor contiguous or a broadcast scalar): 16-byte vector loads and stores
-//     when every pointer is 16-byte aligned, one element at a time otherwise, scalar tail;
-//   any other layout: each element's offsets from the iterator's sizes and byte strides.
-// Grid-stride loops with int64_t indices (tensors past 2^31 elements), math in opmath (float for
-// half/bfloat16). Summing (loss 'mean'/'sum'): per-thread opmath sums, a block reduction to one
-// partial per block, then one block adds the partials in double: deterministic for a given size.
+//   flat: every tensor a contiguous run of n elements, or one value broadcast to all;
+//   rows: two dimensions, rows anywhere (any byte stride, 0 for an operand repeated on every row),
+//     each row a contiguous run or one value per row: (N, 1024) * (1024,), (N, 1) * (N, 1024), slices
+//     of wider rows. A pack's row and column come from one 32-bit division by a magic multiply;
+//   strided: any other layout, each element's offsets from the iterator's sizes and byte strides.
+// flat and rows load and store 16-byte packs when every address and row stride allows, and each
+// thread takes kUnroll packs per step, all loads before any math (more bytes in flight per thread).
+// Grid-stride loops with int64_t indices (tensors past 2^31 elements), as many blocks as fit on the
+// GPU at once (the occupancy of each kernel), math in opmath (float for half/bfloat16). Summing
+// (loss 'mean'/'sum'): per-thread opmath sums, a block reduction to one partial per block, then one
+// block adds the partials in double: deterministic for a given size.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <limits>
 #include <utility>
 
 #include "../csrc/kernels.h"
 #include "common.cuh"
 
+// Packs per thread per step of the flat and rows loops (a build-time knob for measuring it).
+#ifndef PYEXT_CUDA_UNROLL
+#define PYEXT_CUDA_UNROLL 4
+#endif
+
 namespace pyext {
 namespace cuda {
 namespace {
 
-constexpr int kBlocksPerSm = 8;  // 8 x 256 threads fill an SM of 2048
-constexpr int kMaxDims = 25;     // more than at::TensorIterator leaves after coalescing
+constexpr int kUnroll = PYEXT_CUDA_UNROLL;
+constexpr int kMaxDims = 25;  // more than at::TensorIterator leaves after coalescing
 
-enum ArgKind : int8_t { kConstant, kBroadcast, kTensor };
+enum class Layout { kFlat, kRows, kStrided };
 
-// Everything a kernel needs, passed by value: where each formula argument comes from and the shape
-// of the iteration (fastest dimension first, strides in bytes; index 0 is the output's).
+// Where a formula argument comes from: a host constant, one value for every element, one element
+// per element, or (rows layout) one value per row.
+enum ArgKind : int8_t { kConstant, kBroadcast, kTensor, kPerRow };
+
+// Everything a kernel needs, passed by value. Byte strides; index 0 of a stride array is the
+// output's, index k + 1 argument k's.
 template <typename scalar_t, int N>
 struct Plan {
   using acc_t = at::opmath_type<scalar_t>;
@@ -36,6 +52,10 @@ struct Plan {
   const char* in[N];
   acc_t value[N];
   ArgKind kind[N];
+  // rows: packs per row, and each row's byte stride
+  at::cuda::detail::IntDivider<uint32_t> packs_per_row;
+  int64_t row_stride[N + 1];
+  // strided: sizes and strides, fastest dimension first
   int ndim;
   int64_t sizes[kMaxDims];
   int64_t strides[kMaxDims][N + 1];
@@ -66,10 +86,14 @@ __device__ __forceinline__ acc_t block_sum(acc_t v) {
   return v;  // valid in thread 0
 }
 
-// One kernel for every path. VEC elements per step (VEC > 1 only for aligned contiguous runs);
-// kStrided: offsets from sizes and strides; kSum: add results into partial[blockIdx.x] instead of
-// storing them.
-template <int VEC, bool kStrided, bool kSum, typename scalar_t, typename Op>
+// A pack's place: its row (0 in the flat layout) and the column of its first element.
+struct Spot {
+  int64_t row, col;
+};
+
+// One kernel for every layout. VEC elements per pack (VEC > 1 only where every address allows
+// 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them.
+template <int VEC, Layout L, bool kSum, typename scalar_t, typename Op>
 __global__ void __launch_bounds__(kThreads)
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
@@ -77,8 +101,9 @@ __global__ void __launch_bounds__(kThreads)
   using P = Pack<scalar_t, VEC>;
   constexpr int N = Op::arity;
   constexpr auto seq = std::make_index_sequence<N>{};
+  constexpr int64_t kSize = sizeof(scalar_t);
 
-  acc_t fixed[N];  // constants, and broadcast scalars read once
+  acc_t fixed[N];  // constants, and broadcast values read once
 #pragma unroll
   for (int k = 0; k < N; ++k) {
     fixed[k] = p.kind[k] == kBroadcast ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k])) : p.value[k];
@@ -93,7 +118,7 @@ __global__ void __launch_bounds__(kThreads)
     return call(op, a, seq);
   };
 
-  if constexpr (kStrided) {
+  if constexpr (L == Layout::kStrided) {
     for (int64_t i = first; i < n; i += stride) {
       int64_t off[N + 1] = {};
       int64_t rest = i;
@@ -116,39 +141,77 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   } else {
-    const int64_t packs = n / VEC;
-    for (int64_t i = first; i < packs; i += stride) {
-      P loaded[N];
-#pragma unroll
-      for (int k = 0; k < N; ++k) {
-        if (p.kind[k] == kTensor) loaded[k] = reinterpret_cast<const P*>(p.in[k])[i];
+    // Pack i's place; then the byte offset of its first element in operand k (0: the output).
+    auto spot = [&](int64_t i) -> Spot {
+      if constexpr (L == Layout::kRows) {  // the launcher keeps n, hence i, below 2^31
+        const auto rc = p.packs_per_row.divmod(static_cast<uint32_t>(i));
+        return {rc.div, static_cast<int64_t>(rc.mod) * VEC};
+      } else {
+        return {0, i * VEC};
       }
-      P result;
+    };
+    auto offset = [&](int k, const Spot& s) -> int64_t {
+      if constexpr (L == Layout::kRows) {
+        return s.row * p.row_stride[k] + s.col * kSize;
+      } else {
+        return s.col * kSize;
+      }
+    };
+    const int64_t packs = n / VEC;  // rows: every row holds whole packs
+    for (int64_t base = first; base < packs; base += stride * kUnroll) {
+      Spot at[kUnroll];
+      P loaded[kUnroll][N];
 #pragma unroll
-      for (int j = 0; j < VEC; ++j) {
+      for (int u = 0; u < kUnroll; ++u) {
+        if (base + u * stride < packs) {
+          at[u] = spot(base + u * stride);
+#pragma unroll
+          for (int k = 0; k < N; ++k) {
+            if (p.kind[k] == kTensor) {
+              loaded[u][k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at[u]));
+            } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
+              loaded[u][k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at[u].row * p.row_stride[k + 1]);
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (base + u * stride < packs) {
+          P result;
+#pragma unroll
+          for (int j = 0; j < VEC; ++j) {
+            acc_t a[N];
+#pragma unroll
+            for (int k = 0; k < N; ++k) {
+              a[k] = p.kind[k] == kTensor   ? acc_t(loaded[u][k].v[j])
+                     : p.kind[k] == kPerRow ? acc_t(loaded[u][k].v[0])
+                                            : fixed[k];
+            }
+            const acc_t r = finish(a);
+            if constexpr (kSum) {
+              sum += r;
+            } else {
+              result.v[j] = static_cast<scalar_t>(r);
+            }
+          }
+          if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at[u])) = result;
+        }
+      }
+    }
+    if constexpr (L == Layout::kFlat) {
+      for (int64_t i = packs * VEC + first; i < n; i += stride) {  // the tail, fewer than VEC elements
         acc_t a[N];
 #pragma unroll
-        for (int k = 0; k < N; ++k) a[k] = p.kind[k] == kTensor ? acc_t(loaded[k].v[j]) : fixed[k];
+        for (int k = 0; k < N; ++k) {
+          a[k] = p.kind[k] == kTensor ? acc_t(reinterpret_cast<const scalar_t*>(p.in[k])[i]) : fixed[k];
+        }
         const acc_t r = finish(a);
         if constexpr (kSum) {
           sum += r;
         } else {
-          result.v[j] = static_cast<scalar_t>(r);
+          reinterpret_cast<scalar_t*>(p.out)[i] = static_cast<scalar_t>(r);
         }
-      }
-      if constexpr (!kSum) reinterpret_cast<P*>(p.out)[i] = result;
-    }
-    for (int64_t i = packs * VEC + first; i < n; i += stride) {  // the tail, fewer than VEC elements
-      acc_t a[N];
-#pragma unroll
-      for (int k = 0; k < N; ++k) {
-        a[k] = p.kind[k] == kTensor ? acc_t(reinterpret_cast<const scalar_t*>(p.in[k])[i]) : fixed[k];
-      }
-      const acc_t r = finish(a);
-      if constexpr (kSum) {
-        sum += r;
-      } else {
-        reinterpret_cast<scalar_t*>(p.out)[i] = static_cast<scalar_t>(r);
       }
     }
   }
@@ -192,29 +255,82 @@ int read_errors(const int* errors, cudaStream_t stream) {
   return host_errors;
 }
 
+// Launches one map kernel over n elements (then, summing, the kernel adding its partials) on as
+// many blocks as fit on the GPU at once, fewer when the work is smaller. The blocks that fit on an
+// SM follow from the kernel's registers: asked once, of the first GPU it runs on.
+template <int VEC, Layout L, bool kSum, typename scalar_t, typename Op>
+void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, const at::Tensor* sum_out,
+                   double divisor, int* errors, int device, cudaStream_t stream) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr auto kernel = map_kernel<VEC, L, kSum, scalar_t, Op>;
+  static const int resident = [] {
+    int v = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, kThreads, 0));
+    return std::max(v, 1);
+  }();
+  const int64_t units = L == Layout::kStrided ? n : n / VEC + n % VEC;  // a thread's share per step
+  const int64_t per_block = static_cast<int64_t>(kThreads) * (L == Layout::kStrided ? 1 : kUnroll);
+  const int blocks = static_cast<int>(
+      std::min<int64_t>(static_cast<int64_t>(sm_count(device)) * resident, (units + per_block - 1) / per_block));
+  at::Tensor partial;
+  acc_t* partial_ptr = nullptr;
+  if constexpr (kSum) {
+    partial = at::empty({std::max(blocks, 1)},
+                        at::TensorOptions().dtype(c10::CppTypeToScalarType<acc_t>::value).device(at::kCUDA, device));
+    partial_ptr = partial.data_ptr<acc_t>();
+  }
+  if (blocks > 0) {
+    kernel<<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  if constexpr (kSum) {
+    finish_sum_kernel<<<1, kThreads, 0, stream>>>(partial_ptr, static_cast<int64_t>(blocks), divisor,
+                                                  sum_out->data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
 // Plans and launches one formula over the iteration: elementwise (sum_out undefined) or summed.
 template <typename scalar_t, typename Op>
 int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const at::Tensor* sum_out,
                double divisor) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int N = Op::arity;
-  constexpr bool kSum = IsLoss<Op>::value;  // the summing kernels exist for the losses only
-  TORCH_INTERNAL_ASSERT(!sum_out || kSum, "pyext: only loss formulas are summed");
+  constexpr bool kLoss = IsLoss<Op>::value;  // the summing kernels exist for the losses only
+  constexpr int kVec = 16 / sizeof(scalar_t);
+  constexpr int64_t kSize = sizeof(scalar_t);
+  TORCH_INTERNAL_ASSERT(!sum_out || kLoss, "pyext: only loss formulas are summed");
   static_assert(kMaxDims == 25, "the message below names the limit");
   TORCH_CHECK(iter.ndim() <= kMaxDims, "pyext: iterations over more than 25 dimensions are not supported");
 
+  const int ndim = iter.ndim();
+  const int64_t n = iter.numel();
   const int first_input = sum_out ? 0 : 1;
+  // The operands' steps along the fastest dimension, and their row strides (second dimension).
+  auto inner = [&](int t) -> int64_t { return ndim == 0 ? 0 : iter.strides(t)[0]; };
+  auto outer = [&](int t) -> int64_t { return ndim < 2 ? 0 : iter.strides(t)[1]; };
+
+  // Layout: flat or rows when every row is a contiguous run (or one value) of each operand.
+  bool runs = ndim <= 2 && (sum_out || n <= 1 || inner(0) == kSize);
+  for (int t = first_input; t < iter.ntensors(); ++t) runs &= inner(t) == 0 || inner(t) == kSize;
+  // a rows index fits the 32-bit division (and an empty iteration launches nothing)
+  const bool small = n > 0 && n <= std::numeric_limits<int32_t>::max();
+  const Layout layout = !runs ? Layout::kStrided : ndim <= 1 ? Layout::kFlat : small ? Layout::kRows
+                                                                                     : Layout::kStrided;
+  const int64_t cols = ndim == 0 ? 1 : iter.shape()[0];
+
   Plan<scalar_t, N> p{};
   p.out = sum_out ? nullptr : static_cast<char*>(iter.data_ptr(0));
-  p.ndim = iter.ndim();
-  for (int d = 0; d < p.ndim; ++d) p.sizes[d] = iter.shape()[d];
+  p.ndim = ndim;
+  for (int d = 0; d < ndim; ++d) p.sizes[d] = iter.shape()[d];
   if (!sum_out) {
-    for (int d = 0; d < p.ndim; ++d) p.strides[d][0] = iter.strides(0)[d];
+    for (int d = 0; d < ndim; ++d) p.strides[d][0] = iter.strides(0)[d];
+    p.row_stride[0] = outer(0);
   }
-  // Contiguous: every tensor argument (and the output) steps one element, or is broadcast.
-  bool contiguous = p.ndim <= 1 && (sum_out || p.ndim == 0 || iter.strides(0)[0] == sizeof(scalar_t));
-  bool vectorizable = sum_out || aligned16(p.out);
-  int next = first_input;
+  // 16-byte packs: every address (and in rows, every row's start) 16-byte aligned.
+  bool vectorizable = sum_out || (aligned16(p.out) && p.row_stride[0] % 16 == 0);
+  vectorizable &= layout != Layout::kRows || cols % kVec == 0;
+  int t = first_input;
   for (int k = 0; k < N; ++k) {
     if (f.is_const[k]) {
       p.kind[k] = kConstant;
@@ -222,26 +338,19 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
       p.value[k] = static_cast<acc_t>(f.value[k]);
       continue;
     }
-    const int t = next++;
     p.in[k] = static_cast<const char*>(iter.data_ptr(t));
-    for (int d = 0; d < p.ndim; ++d) p.strides[d][k + 1] = iter.strides(t)[d];
-    const bool broadcast = p.ndim == 0 || iter.strides(t)[0] == 0;
-    p.kind[k] = contiguous && broadcast ? kBroadcast : kTensor;
-    contiguous &= broadcast || iter.strides(t)[0] == sizeof(scalar_t);
-    vectorizable &= p.kind[k] != kTensor || aligned16(p.in[k]);
-  }
-  if (!contiguous) {
-    for (int k = 0; k < N; ++k) p.kind[k] = f.is_const[k] ? kConstant : kTensor;
+    for (int d = 0; d < ndim; ++d) p.strides[d][k + 1] = iter.strides(t)[d];
+    p.row_stride[k + 1] = outer(t);
+    if (layout == Layout::kStrided || inner(t) != 0) {
+      p.kind[k] = kTensor;
+    } else {
+      p.kind[k] = outer(t) == 0 ? kBroadcast : kPerRow;
+    }
+    if (p.kind[k] == kTensor) vectorizable &= aligned16(p.in[k]) && p.row_stride[k + 1] % 16 == 0;
+    ++t;
   }
 
-  const int64_t n = iter.numel();
-  constexpr int kVec = 16 / sizeof(scalar_t);
-  const bool use_vec = contiguous && vectorizable;
-  const int64_t units = use_vec ? n / kVec + n % kVec : n;
   const int device = iter.device().index();
-  const int64_t max_blocks = static_cast<int64_t>(sm_count(device)) * kBlocksPerSm;
-  const int blocks = static_cast<int>(std::min<int64_t>(max_blocks, (units + kThreads - 1) / kThreads));
-
   const c10::cuda::CUDAGuard guard(iter.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device);
   constexpr bool kCheck = ChecksUnitInterval<Op>::value;
@@ -251,37 +360,30 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
     C10_CUDA_CHECK(cudaMemsetAsync(errors.data_ptr<int>(), 0, sizeof(int), stream));
   }
   int* errors_ptr = kCheck ? errors.data_ptr<int>() : nullptr;
-  at::Tensor partial;
-  acc_t* partial_ptr = nullptr;
-  if (sum_out) {
-    partial = at::empty({std::max(blocks, 1)}, at::TensorOptions().dtype(c10::CppTypeToScalarType<acc_t>::value)
-                                                   .device(iter.device()));
-    partial_ptr = partial.data_ptr<acc_t>();
-  }
 
-  if (blocks > 0) {
-    // Picks the path: aligned contiguous (16-byte packs), contiguous, or strided.
-    auto launch = [&](auto sum_tag) {
-      constexpr bool kSumming = decltype(sum_tag)::value;
-      if (use_vec) {
-        map_kernel<kVec, false, kSumming><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
-      } else if (contiguous) {
-        map_kernel<1, false, kSumming><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
-      } else {
-        map_kernel<1, true, kSumming><<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors_ptr);
-      }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+  auto launch = [&](auto sum_tag) {
+    constexpr bool kSumming = decltype(sum_tag)::value;
+    const bool vec = vectorizable && layout != Layout::kStrided;
+    if (layout == Layout::kRows) p.packs_per_row = at::cuda::detail::IntDivider<uint32_t>(cols / (vec ? kVec : 1));
+    auto go = [&](auto vec_tag, auto layout_tag) {
+      launch_kernel<decltype(vec_tag)::value, decltype(layout_tag)::value, kSumming>(p, n, op, sum_out, divisor,
+                                                                                     errors_ptr, device, stream);
     };
-    if (!sum_out) {
-      launch(std::false_type{});
-    } else if constexpr (kSum) {
-      launch(std::true_type{});
+    using Flat = std::integral_constant<Layout, Layout::kFlat>;
+    using Rows = std::integral_constant<Layout, Layout::kRows>;
+    using Strided = std::integral_constant<Layout, Layout::kStrided>;
+    using Packs = std::integral_constant<int, kVec>;
+    using Single = std::integral_constant<int, 1>;
+    switch (layout) {
+      case Layout::kFlat: return vec ? go(Packs{}, Flat{}) : go(Single{}, Flat{});
+      case Layout::kRows: return vec ? go(Packs{}, Rows{}) : go(Single{}, Rows{});
+      case Layout::kStrided: return go(Single{}, Strided{});
     }
-  }
-  if (sum_out) {
-    finish_sum_kernel<<<1, kThreads, 0, stream>>>(partial_ptr, static_cast<int64_t>(blocks), divisor,
-                                                  sum_out->data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  };
+  if (!sum_out) {
+    launch(std::false_type{});
+  } else if constexpr (kLoss) {
+    launch(std::true_type{});
   }
   if constexpr (kCheck) {
     return read_errors(errors_ptr, stream);

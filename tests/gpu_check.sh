@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
-# The GPU check, run on the lent GPU machine in one call (fits in about 8 minutes):
+# The GPU check, run on the lent GPU machine in one call (about GPU_CHECK_SECONDS, default 480):
 #   1. builds pyext with that machine's own torch (CUDA arch of the visible GPU),
 #   2. runs the whole test suite, CUDA tests included (none may skip for want of a GPU),
 #   3. runs compute-sanitizer memcheck and racecheck over tests/sanitize_ops.py,
 #   4. runs the quick GPU benchmark (benchmarks/gpu_quick.py), then the benchmarks harness in its quick
-#      mode (benchmarks/run.py: float32 and bfloat16, SGD on 540 tensors, the tutorial step eager and
-#      in a CUDA graph; at most BENCH_SECONDS, default 240), whose CSV and plots go to $OUT/results/:
+#      mode (benchmarks/run.py: float32 and bfloat16 at 2^24 and 2^28, SGD on 540 tensors, the tutorial
+#      step eager and in a CUDA graph) in the time left, whose CSV and plots go to $OUT/results/:
 #      commit those under benchmarks/results/<card>/.
+# VARIANTS="PYEXT_CUDA_UNROLL=1 PYEXT_CUDA_UNROLL=2" also builds one copy per define (nvcc -D..., in the
+# background while the rest runs) and times each with gpu_quick.py beside the main build: tuning
+# knobs compared on one card in one call.
 # Logs and results go to $OUT (or ./gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 status=0
-step() { echo; echo "=== $* ==="; }
+began=$(date +%s)
+deadline=$(( began + ${GPU_CHECK_SECONDS:-480} ))
+step() { echo; echo "=== $* ($(( $(date +%s) - began )) s) ==="; }
 
 step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 echo "compiler: ${CXX:-c++} $(${CXX:-c++} --version | head -1)"
+
+tag() { echo "variant_${1//[^A-Za-z0-9]/_}"; }
+for define in ${VARIANTS:-}; do  # copies of the tree, built before ours makes build/
+  dir="/tmp/$(tag "$define")"
+  rm -rf "$dir" && cp -r . "$dir" && mkdir -p "$OUT/$(tag "$define")"
+  (cd "$dir" && NVCC_APPEND_FLAGS="-D$define" $PY setup.py build_ext --inplace \
+     > "$OUT/$(tag "$define")/build.log" 2>&1) &
+done
 
 step "build"
 start=$(date +%s)
@@ -34,15 +48,15 @@ echo "shared libraries the extension needs: $(readelf -d pyext/_C*.so | grep -o 
 
 step "tests"
 # pytest-xdist (when present) keeps going past a crashing test and uses the machine's cores
-xdist=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
-$PY -m pytest -q $xdist --maxfail=20 -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -40
+xdist=$($PY -c "import xdist" 2>/dev/null && echo "-n 12")
+timeout "${TEST_SECONDS:-300}" $PY -m pytest -q $xdist --maxfail=20 -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest.log" | tail -40
 test_status=${PIPESTATUS[0]}
 [ "$test_status" = 0 ] || status=1
 if grep -q "no CUDA GPU" "$OUT/pytest.log"; then echo "CUDA TESTS SKIPPED"; status=1; fi
 
 for tool in memcheck racecheck; do
   step "compute-sanitizer $tool"
-  compute-sanitizer --tool $tool --error-exitcode 1 $PY tests/sanitize_ops.py > "$OUT/sanitizer_$tool.log" 2>&1
+  timeout "${SANITIZER_SECONDS:-150}" compute-sanitizer --tool $tool --error-exitcode 1 $PY tests/sanitize_ops.py > "$OUT/sanitizer_$tool.log" 2>&1
   rc=$?
   tail -3 "$OUT/sanitizer_$tool.log"
   [ "$rc" = 0 ] || { echo "SANITIZER $tool FAILED (rc=$rc)"; status=1; }
@@ -50,14 +64,29 @@ done
 
 step "benchmark"
 $PY benchmarks/gpu_quick.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -40
+wait  # the variants' builds
+commit=${PYEXT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
+for define in ${VARIANTS:-}; do
+  step "benchmark, variant $define"
+  dir="/tmp/$(tag "$define")"
+  (cd "$dir" && PYEXT_COMMIT="${commit:-?}+$define" PYTHONPATH="$dir" \
+     $PY benchmarks/gpu_quick.py --out "$OUT/$(tag "$define")") 2>&1 | tee "$OUT/$(tag "$define")/bench.log" | tail -40
+done
 
-step "benchmarks harness (run.py --device cuda --quick)"
-timeout "${BENCH_SECONDS:-240}" $PY benchmarks/run.py --device cuda --quick --dtypes float32 bfloat16 \
-  --providers pyext eager foreach fused graph --out "$OUT/results" > "$OUT/run_py.log" 2>&1
-rc=$?
-grep -E "copy bandwidth| 16777216 | 268435456 |sgd_|tutorial" "$OUT/run_py.log" | tail -80
-[ "$rc" = 0 ] || echo "run.py ended with rc=$rc (124: stopped at BENCH_SECONDS; the log has what it measured)"
+left=$(( deadline - $(date +%s) - 15 ))
+step "benchmarks harness (run.py --device cuda --quick, ${left} s left)"
+if [ "$left" -gt 30 ]; then
+  timeout "$left" $PY benchmarks/run.py --device cuda --quick --dtypes float32 bfloat16 --sizes 16777216 268435456 \
+    --providers pyext eager foreach fused graph --out "$OUT/results" > "$OUT/run_py.log" 2>&1
+  rc=$?
+  grep -E "copy bandwidth|sgd_|tutorial| (16777216|268435456) " "$OUT/run_py.log" | tail -90
+  [ "$rc" = 0 ] || echo "run.py ended with rc=$rc (124: stopped at the deadline; the log has what it measured)"
+else
+  echo "no time left for run.py"
+fi
 
 step "result"
+# Everything in one archive: the device tool brings back only a few files from $OUT.
+(cd "$OUT" && tar czf gpu_check.tgz --exclude=gpu_check.tgz . && find . -mindepth 1 ! -name gpu_check.tgz -delete)
 [ "$status" = 0 ] && echo "GPU CHECK PASSED" || echo "GPU CHECK FAILED"
 exit $status

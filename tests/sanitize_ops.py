@@ -19,6 +19,8 @@ def views(n, dtype, device):
         "expanded": base[:1].expand(n),
         "transposed": square.t()[0],
         "2d-transposed": square.t(),
+        "rows": square[:, 4:],
+        "misaligned-rows": square[1:, 1:],
     }
 
 

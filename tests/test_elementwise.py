@@ -76,6 +76,37 @@ def test_binary_broadcast(op, device, dtype, shapes):
     check_against_torch(ours, theirs, [a, b], dtype)
 
 
+# Two-dimensional iterations (on CUDA, the rows layout: each row a contiguous run or one value,
+# rows anywhere): operands repeated on every row or along each row, row starts 16-byte aligned or
+# not, column counts a multiple of the 16-byte pack or not. Each entry: (a, b) from a maker.
+ROWS = {
+    "row-broadcast": lambda m: (m((64, 1024)), m((1024,))),
+    "column-broadcast": lambda m: (m((64, 256)), m((64, 1))),
+    "outer": lambda m: (m((64, 1)), m((1, 256))),
+    "aligned-slices": lambda m: (m((33, 1032))[:, 8:], m((33, 1024))),
+    "misaligned-rows": lambda m: (m((33, 1030))[:, :1024], m((1024,))),
+    "odd-columns": lambda m: (m((31, 257)), m((31, 257))[:, :1].expand(31, 257)),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("rows", list(ROWS))
+def test_rows(device, dtype, rows):
+    a, b = ROWS[rows](lambda shape: make(shape, dtype, device))
+    a, b = a.detach().requires_grad_(), b.detach().requires_grad_()
+    for op in BINARY:
+        check_against_torch(*BINARY[op], [a, b], dtype)
+    check_against_torch(P.sigmoid, torch.sigmoid, [a], dtype)
+    rows, cols = torch.broadcast_shapes(a.shape, b.shape)
+    wide = make((rows, cols + 4), dtype, device)  # in place into the rows of a wider buffer
+    for ours, theirs in ((P.add_, torch.Tensor.add_), (P.mul_, torch.Tensor.mul_)):
+        got, expected = wide.clone()[:, 4:], wide.clone()[:, 4:]
+        ours(got, b.detach())
+        theirs(expected, b.detach())
+        assert_close(got, expected, dtype)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("other", [2.5, -3, 1e-3, 0.1, True])

@@ -92,6 +92,37 @@ def test_bce_with_logits_weights(device, dtype, shape, weight, pos_weight, reduc
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_loss_rows(loss, device, dtype, reduction):
+    """Inputs in the rows of wider buffers (row starts 16-byte aligned for the input, not for the
+    target) and a weight repeated on every row: on CUDA, the rows layout, summed or not."""
+    ours, theirs, values, _ = LOSSES[loss]
+    low, high = values or (-3.0, 3.0)
+    x = make((33, 1032), dtype, device, low=low, high=high)[:, 8:].detach().requires_grad_()
+    y = make((33, 1030), dtype, device, low=0.0, high=1.0)[:, :1024].detach().requires_grad_()
+    w = () if loss == "mse" else (make((1024,), dtype, device, low=0.5, high=2.0),)
+    check_against_torch(
+        lambda a, b: ours(a, b, *w, reduction=reduction),
+        lambda a, b: theirs(a, b, *w, reduction=reduction),
+        [x, y], dtype, upcast=True,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(4, 0), (0, 4), (0, 3, 5)], ids=shape_id)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_loss_empty_rows(loss, device, shape, reduction):
+    ours, theirs, _, _ = LOSSES[loss]
+    x = make(shape, torch.float32, device, low=0.1, high=0.9).requires_grad_()
+    y = make(shape, torch.float32, device, low=0.0, high=1.0).requires_grad_()
+    check_against_torch(lambda a, b: ours(a, b, reduction=reduction),
+                        lambda a, b: theirs(a, b, reduction=reduction), [x, y], torch.float32)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_mse_broadcasts_with_torch_warning(device, reduction):
     x = make((20, 1), torch.float32, device).requires_grad_()
