@@ -4,8 +4,7 @@
 //     each row a contiguous run or one value per row: (N, 1024) * (1024,), (N, 1) * (N, 1024), slices
 //     of wider rows. A pack's row and column come from one 32-bit division by a magic multiply;
 //   strided: any other layout, each element's offsets from the iterator's sizes and byte strides.
-// flat and rows load and store 16-byte packs when every address and row stride allows, and each
-// thread takes kUnroll packs per step, all loads before any math (more bytes in flight per thread).
+// flat and rows load and store 16-byte packs when every address and row stride allows.
 // Grid-stride loops with int64_t indices (tensors past 2^31 elements), as many blocks as fit on the
 // GPU at once (the occupancy of each kernel), math in opmath (float for half/bfloat16). Summing
 // (loss 'mean'/'sum'): per-thread opmath sums, a block reduction to one partial per block, then one
@@ -25,16 +24,10 @@
 #include "../csrc/kernels.h"
 #include "common.cuh"
 
-// Packs per thread per step of the flat and rows loops (a build-time knob for measuring it).
-#ifndef PYEXT_CUDA_UNROLL
-#define PYEXT_CUDA_UNROLL 4
-#endif
-
 namespace pyext {
 namespace cuda {
 namespace {
 
-constexpr int kUnroll = PYEXT_CUDA_UNROLL;
 constexpr int kMaxDims = 25;  // more than at::TensorIterator leaves after coalescing
 
 enum class Layout { kFlat, kRows, kStrided };
@@ -158,46 +151,35 @@ __global__ void __launch_bounds__(kThreads)
       }
     };
     const int64_t packs = n / VEC;  // rows: every row holds whole packs
-    for (int64_t base = first; base < packs; base += stride * kUnroll) {
-      Spot at[kUnroll];
-      P loaded[kUnroll][N];
+    for (int64_t i = first; i < packs; i += stride) {
+      const Spot at = spot(i);
+      P loaded[N];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        if (base + u * stride < packs) {
-          at[u] = spot(base + u * stride);
-#pragma unroll
-          for (int k = 0; k < N; ++k) {
-            if (p.kind[k] == kTensor) {
-              loaded[u][k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at[u]));
-            } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
-              loaded[u][k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at[u].row * p.row_stride[k + 1]);
-            }
-          }
+      for (int k = 0; k < N; ++k) {
+        if (p.kind[k] == kTensor) {
+          loaded[k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at));
+        } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
+          loaded[k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at.row * p.row_stride[k + 1]);
         }
       }
+      P result;
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        if (base + u * stride < packs) {
-          P result;
+      for (int j = 0; j < VEC; ++j) {
+        acc_t a[N];
 #pragma unroll
-          for (int j = 0; j < VEC; ++j) {
-            acc_t a[N];
-#pragma unroll
-            for (int k = 0; k < N; ++k) {
-              a[k] = p.kind[k] == kTensor   ? acc_t(loaded[u][k].v[j])
-                     : p.kind[k] == kPerRow ? acc_t(loaded[u][k].v[0])
-                                            : fixed[k];
-            }
-            const acc_t r = finish(a);
-            if constexpr (kSum) {
-              sum += r;
-            } else {
-              result.v[j] = static_cast<scalar_t>(r);
-            }
-          }
-          if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at[u])) = result;
+        for (int k = 0; k < N; ++k) {
+          a[k] = p.kind[k] == kTensor   ? acc_t(loaded[k].v[j])
+                 : p.kind[k] == kPerRow ? acc_t(loaded[k].v[0])
+                                        : fixed[k];
+        }
+        const acc_t r = finish(a);
+        if constexpr (kSum) {
+          sum += r;
+        } else {
+          result.v[j] = static_cast<scalar_t>(r);
         }
       }
+      if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at)) = result;
     }
     if constexpr (L == Layout::kFlat) {
       for (int64_t i = packs * VEC + first; i < n; i += stride) {  // the tail, fewer than VEC elements
@@ -268,10 +250,9 @@ void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, 
     C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, kThreads, 0));
     return std::max(v, 1);
   }();
-  const int64_t units = L == Layout::kStrided ? n : n / VEC + n % VEC;  // a thread's share per step
-  const int64_t per_block = static_cast<int64_t>(kThreads) * (L == Layout::kStrided ? 1 : kUnroll);
+  const int64_t units = n / VEC + n % VEC;  // packs, and the tail's elements
   const int blocks = static_cast<int>(
-      std::min<int64_t>(static_cast<int64_t>(sm_count(device)) * resident, (units + per_block - 1) / per_block));
+      std::min<int64_t>(static_cast<int64_t>(sm_count(device)) * resident, (units + kThreads - 1) / kThreads));
   at::Tensor partial;
   acc_t* partial_ptr = nullptr;
   if constexpr (kSum) {

@@ -7,7 +7,7 @@
 #      mode (benchmarks/run.py: float32 and bfloat16 at 2^24 and 2^28, SGD on 540 tensors, the tutorial
 #      step eager and in a CUDA graph) in the time left, whose CSV and plots go to $OUT/results/:
 #      commit those under benchmarks/results/<card>/.
-# VARIANTS="PYEXT_CUDA_UNROLL=1 PYEXT_CUDA_UNROLL=2" also builds one copy per define (nvcc -D..., in the
+# VARIANTS="NAME=1 NAME=2" also builds one copy per define (nvcc -DNAME=1, ..., in the
 # background while the rest runs) and times each with gpu_quick.py beside the main build: tuning
 # knobs compared on one card in one call.
 # Logs and results go to $OUT (or ./gpu_check_out).
@@ -87,6 +87,6 @@ fi
 
 step "result"
 # Everything in one archive: the device tool brings back only a few files from $OUT.
-(cd "$OUT" && tar czf gpu_check.tgz --exclude=gpu_check.tgz . && find . -mindepth 1 ! -name gpu_check.tgz -delete)
+tar czf /tmp/gpu_check.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/gpu_check.tgz "$OUT/"
 [ "$status" = 0 ] && echo "GPU CHECK PASSED" || echo "GPU CHECK FAILED"
 exit $status
