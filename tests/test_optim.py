@@ -71,7 +71,13 @@ def test_matches_torch_sgd(device, dtype, option):
 def test_half_types_within_torch_error(device, dtype, option):
     """40 steps on one parameter set with fixed gradients: against a float64 run, pyext's error is no
     larger than torch's own update in that dtype (root mean square over all elements), and pyext
-    equals torch's fused SGD, which also computes in float."""
+    agrees with torch's fused SGD.
+
+    On CPU torch's fused step computes in float, as we do: every element within 2 eps. On CUDA it
+    evaluates the update in double (its hyper-parameters are doubles), so now and then one element
+    rounds to the other neighbouring half value, and over 40 steps with momentum that one element
+    drifts (seen on an H200: 1 of 2250 off by 0.0037). There the root mean square of the difference
+    must stay under one eps: a wrong rule moves every element, by far more."""
     opts = options_on(OPTIONS[option], device)
     gen = torch.Generator().manual_seed(2)
     shapes = [(64, 33), (33,), (7, 5, 3)]
@@ -93,7 +99,11 @@ def test_half_types_within_torch_error(device, dtype, option):
     rms = lambda x: (x - reference).pow(2).mean().sqrt().item()  # noqa: E731
     assert rms(ours) <= rms(theirs) * 1.05, (rms(ours), rms(theirs))
     eps = torch.finfo(dtype).eps
-    torch.testing.assert_close(ours, run(torch.optim.SGD, dtype, fused=True), rtol=2 * eps, atol=2 * eps)
+    fused = run(torch.optim.SGD, dtype, fused=True)
+    if device == "cpu":
+        torch.testing.assert_close(ours, fused, rtol=2 * eps, atol=2 * eps)
+    else:
+        assert (ours - fused).pow(2).mean().sqrt().item() <= eps
 
 
 @pytest.mark.parametrize("device", DEVICES)
