@@ -103,6 +103,16 @@ inline Tensor mse_backward(const Tensor& g, const Tensor& x, const Tensor& y, in
   return h.call(g, x, y, reduction);
 }
 
+inline void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, double lr,
+                      double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
+                      bool is_first_step, const OptTensor& lr_tensor, const OptTensor& grad_scale,
+                      const OptTensor& found_inf) {
+  static const auto h = op<void(at::TensorList, at::TensorList, at::TensorList, double, double, double, double, bool,
+                                bool, bool, const OptTensor&, const OptTensor&, const OptTensor&)>("pyext::sgd_step_", "");
+  h.call(params, grads, momentum_buffers, lr, momentum, dampening, weight_decay, nesterov, maximize, is_first_step,
+         lr_tensor, grad_scale, found_inf);
+}
+
 }  // namespace call
 
 }  // namespace pyext

@@ -11,6 +11,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "call.h"
 
@@ -94,6 +95,25 @@ int64_t from_python<int64_t>(PyObject* o) {
   return v;
 }
 template <>
+double from_python<double>(PyObject* o) {
+  if (PyFloat_CheckExact(o)) return PyFloat_AS_DOUBLE(o);
+  return static_cast<double>(from_python<int64_t>(o));
+}
+template <>
+bool from_python<bool>(PyObject* o) {
+  if (!PyBool_Check(o)) throw NotTaken{};
+  return o == Py_True;
+}
+// A list of tensors (the C++ side takes an at::TensorList viewing it)
+template <>
+std::vector<at::Tensor> from_python<std::vector<at::Tensor>>(PyObject* o) {
+  if (!PyList_CheckExact(o)) throw NotTaken{};
+  std::vector<at::Tensor> tensors;
+  tensors.reserve(PyList_GET_SIZE(o));
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(o); ++i) tensors.push_back(from_python<at::Tensor>(PyList_GET_ITEM(o, i)));
+  return tensors;
+}
+template <>
 c10::Scalar from_python<c10::Scalar>(PyObject* o) {
   if (PyBool_Check(o)) return c10::Scalar(o == Py_True);
   if (PyFloat_CheckExact(o)) return c10::Scalar(PyFloat_AS_DOUBLE(o));
@@ -106,6 +126,16 @@ struct GilReleased {
   ~GilReleased() { PyEval_RestoreThread(state); }
 };
 
+// What an argument of C++ type T is held in while the op runs: itself, or for a list the vector it views.
+template <typename T>
+struct Held {
+  using type = std::decay_t<T>;
+};
+template <>
+struct Held<at::TensorList> {
+  using type = std::vector<at::Tensor>;
+};
+
 // The entry point of pyext::call function fn: its arguments, positional, converted from Python.
 template <auto fn>
 struct Eager;
@@ -115,7 +145,7 @@ struct Eager<fn> {
     HANDLE_TH_ERRORS
     TORCH_CHECK_TYPE(n == sizeof...(Args), "expected ", sizeof...(Args), " arguments, got ", n);
     if (at::impl::torch_function_mode_enabled()) Py_RETURN_NOTIMPLEMENTED;
-    std::tuple<std::decay_t<Args>...> args;
+    std::tuple<typename Held<Args>::type...> args;
     try {
       args = convert(py, std::index_sequence_for<Args...>{});
     } catch (const NotTaken&) {
@@ -138,8 +168,8 @@ struct Eager<fn> {
     END_HANDLE_TH_ERRORS
   }
   template <size_t... I>
-  static std::tuple<std::decay_t<Args>...> convert(PyObject* const* py, std::index_sequence<I...>) {
-    return {from_python<std::decay_t<Args>>(py[I])...};
+  static std::tuple<typename Held<Args>::type...> convert(PyObject* const* py, std::index_sequence<I...>) {
+    return {from_python<typename Held<Args>::type>(py[I])...};
   }
 };
 
@@ -168,6 +198,7 @@ PyMethodDef methods[] = {
     PYEXT_EAGER("binary_cross_entropy", pyext::call::bce),
     PYEXT_EAGER("binary_cross_entropy_with_logits", pyext::call::bce_logits),
     PYEXT_EAGER("mse_loss", pyext::call::mse),
+    PYEXT_EAGER("sgd_step_", pyext::call::sgd_step_),
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -18,19 +18,19 @@ using at::Tensor;
 
 constexpr const char* kOp = "sgd_step_";
 
+// The name of list[i] in a message (built only when a check fails).
 std::string item(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]"; }
 
-// t must be on param's device with its dtype, and with its shape unless only the kind must match.
-void check_like(const Tensor& t, const std::string& name, const Tensor& param, const std::string& param_name,
-                bool same_shape = true) {
-  TORCH_CHECK(t.defined(), kOp, ": ", name, " is undefined");
-  TORCH_CHECK(!t.is_sparse(), kOp, ": ", name, " is sparse; pyext's SGD takes dense tensors only");
-  TORCH_CHECK(!same_shape || t.sizes().equals(param.sizes()), kOp, ": ", name, " and ", param_name,
+// list[i] must be on params[p]'s device with its dtype, and with its shape unless only the kind must match.
+void check_like(const Tensor& t, const char* list, size_t i, const Tensor& param, size_t p, bool same_shape = true) {
+  TORCH_CHECK(t.defined(), kOp, ": ", item(list, i), " is undefined");
+  TORCH_CHECK(!t.is_sparse(), kOp, ": ", item(list, i), " is sparse; pyext's SGD takes dense tensors only");
+  TORCH_CHECK(!same_shape || t.sizes().equals(param.sizes()), kOp, ": ", item(list, i), " and ", item("params", p),
               " have different shapes");
-  TORCH_CHECK(t.device() == param.device(), kOp, ": ", name, " is on ", t.device().str(), " but ", param_name,
-              " is on ", param.device().str());
-  TORCH_CHECK(t.scalar_type() == param.scalar_type(), kOp, ": ", name, " is ", t.scalar_type(), " but ",
-              param_name, " is ", param.scalar_type());
+  TORCH_CHECK(t.device() == param.device(), kOp, ": ", item(list, i), " is on ", t.device().str(), " but ",
+              item("params", p), " is on ", param.device().str());
+  TORCH_CHECK(t.scalar_type() == param.scalar_type(), kOp, ": ", item(list, i), " is ", t.scalar_type(), " but ",
+              item("params", p), " is ", param.scalar_type());
 }
 
 std::optional<Tensor> scalar_on(const std::optional<Tensor>& t, const char* name, const Tensor& param) {
@@ -65,18 +65,17 @@ void sgd_step_(at::TensorList params, at::TensorList grads, at::TensorList momen
   grads_like_params.reserve(grads.size());
   for (size_t i = 0; i < params.size(); ++i) {
     const Tensor& p = params[i];
-    const std::string pname = item("params", i);
-    check_like(p, pname, first, "params[0]", /*same_shape=*/false);
-    TORCH_CHECK(p.is_non_overlapping_and_dense(), kOp, ": ", pname,
+    check_like(p, "params", i, first, 0, /*same_shape=*/false);
+    TORCH_CHECK(p.is_non_overlapping_and_dense(), kOp, ": ", item("params", i),
                 " is not dense (a view with gaps or overlaps); pyext's SGD updates dense tensors");
-    check_like(grads[i], item("grads", i), p, pname);
+    check_like(grads[i], "grads", i, p, i);
     grads_like_params.push_back(grads[i].strides().equals(p.strides()) ? grads[i]
                                                                         : at::empty_like(p).copy_(grads[i]));
     if (has_buffers) {
       const Tensor& b = momentum_buffers[i];
-      check_like(b, item("momentum_buffers", i), p, pname);
+      check_like(b, "momentum_buffers", i, p, i);
       TORCH_CHECK(b.strides().equals(p.strides()), kOp, ": ", item("momentum_buffers", i), " is laid out unlike ",
-                  pname);
+                  item("params", i));
     }
   }
   const SgdArgs args{lr, momentum, dampening, weight_decay, nesterov, maximize, is_first_step,

@@ -10,8 +10,10 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
-from . import ops  # noqa: F401  (loads the kernels)
+from . import _C
+from .ops import _eager
 
 __all__ = ["SGD"]
 
@@ -70,37 +72,54 @@ class SGD(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, group, grad_scale: Optional[Tensor], found_inf: Optional[Tensor]):
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        grads = [p.grad for p in params]
+        if any(g.is_sparse for g in grads):
+            raise RuntimeError("pyext.optim.SGD does not support sparse gradients")
         momentum = group["momentum"]
-        buckets = {}  # (device, dtype, first step) -> [params, grads, buffers]
-        for p in group["params"]:
-            if p.grad is None:
+        state = self.state
+        buffers = [state[p].get("momentum_buffer") for p in params] if momentum != 0 else [None] * len(params)
+        # One kernel call per device and dtype (torch's grouping, in C++), and per first step or not.
+        groups = _group_tensors_by_device_and_dtype([params, grads, buffers])
+        for (device, _), ((ps, gs, bs), _) in groups.items():
+            if momentum == 0:
+                self._call(group, device, ps, gs, [], False, grad_scale, found_inf)
                 continue
-            if p.grad.is_sparse:
-                raise RuntimeError("pyext.optim.SGD does not support sparse gradients")
-            buffer = self.state[p].get("momentum_buffer") if momentum != 0 else None
-            first = momentum != 0 and buffer is None
-            if first:
-                buffer = self.state[p]["momentum_buffer"] = torch.empty_like(p, memory_format=torch.preserve_format)
-            bucket = buckets.setdefault((p.device, p.dtype, first), ([], [], []))
-            bucket[0].append(p)
-            bucket[1].append(p.grad)
-            if momentum != 0:
-                bucket[2].append(buffer)
-        lr = group["lr"]
-        for (device, _, first), (params, grads, buffers) in buckets.items():
-            lr_value, lr_tensor = lr, None
-            if isinstance(lr, Tensor):
-                if lr.device == device:
-                    lr_value, lr_tensor = 0.0, lr
-                else:
-                    lr_value = lr.item()
+            fresh = [i for i, b in enumerate(bs) if b is None]  # first step: the kernel fills the buffer
+            if not fresh:
+                self._call(group, device, ps, gs, bs, False, grad_scale, found_inf)
+                continue
+            kept = [i for i, b in enumerate(bs) if b is not None]
+            for i in fresh:
+                bs[i] = state[ps[i]]["momentum_buffer"] = torch.empty_like(ps[i], memory_format=torch.preserve_format)
+            for first, index in ((True, fresh), (False, kept)):
+                if index:
+                    self._call(group, device, [ps[i] for i in index], [gs[i] for i in index],
+                               [bs[i] for i in index], first, grad_scale, found_inf)
+
+    @staticmethod
+    def _call(group, device, params, grads, buffers, first: bool, grad_scale: Optional[Tensor],
+              found_inf: Optional[Tensor]):
+        lr, lr_tensor = group["lr"], None
+        if isinstance(lr, Tensor):
+            if lr.device == device:
+                lr, lr_tensor = 0.0, lr
+            else:
+                lr = lr.item()
+        momentum, dampening, weight_decay = group["momentum"], group["dampening"], group["weight_decay"]
+        nesterov, maximize = group["nesterov"], group["maximize"]
+        grad_scale = None if grad_scale is None else grad_scale.to(device)
+        found_inf = None if found_inf is None else found_inf.to(device)
+        # pyext._C's typed entry point (no boxed call of 3 lists); torch.ops under torch.compile or for what
+        # the entry point leaves to it (tensor subclasses, other argument types)
+        if _eager(_C.sgd_step_, params, grads, buffers, float(lr), momentum, dampening, weight_decay, nesterov,
+                  maximize, first, lr_tensor, grad_scale, found_inf) is NotImplemented:
             torch.ops.pyext.sgd_step_(
-                params, grads, buffers,
-                lr=float(lr_value), momentum=momentum, dampening=group["dampening"],
-                weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"],
-                is_first_step=first, lr_tensor=lr_tensor,
-                grad_scale=None if grad_scale is None else grad_scale.to(device),
-                found_inf=None if found_inf is None else found_inf.to(device),
+                params, grads, buffers, lr=float(lr), momentum=momentum, dampening=dampening,
+                weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, is_first_step=first,
+                lr_tensor=lr_tensor, grad_scale=grad_scale, found_inf=found_inf,
             )
 
 

@@ -231,7 +231,8 @@ def test_mixed_dtypes_in_a_group_skipped_params_and_layouts(device):
         params = [torch.randn(4, 5, device=device, requires_grad=True),
                   torch.randn(3, device=device, dtype=torch.float64, requires_grad=True),
                   torch.randn(6, 2, device=device, requires_grad=True),  # no grad: skipped
-                  torch.randn(5, 4, device=device).t().requires_grad_()]  # transposed param
+                  torch.randn(5, 4, device=device).t().requires_grad_(),  # transposed param
+                  torch.randn(7, device=device, requires_grad=True)]  # a grad from step 1: a first step beside others
         return params
 
     def run(cls):
@@ -241,6 +242,8 @@ def test_mixed_dtypes_in_a_group_skipped_params_and_layouts(device):
             params[0].grad = torch.full_like(params[0], 0.5 + step)
             params[1].grad = torch.full_like(params[1], -1.0)
             params[3].grad = torch.arange(20.0, device=device).view(4, 5).contiguous()  # unlike its param
+            if step >= 1:
+                params[4].grad = torch.linspace(-1, 1, 7, device=device)
             opt.step()
         return params, opt
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 import pyext
 import pyext.nn
 import pyext.ops as P
+import pyext.optim
 from conftest import DEVICES, HAS_CUDA
 
 ops = torch.ops.pyext
@@ -184,6 +185,54 @@ def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops()
     out = P.mul(a.as_subclass(Logged), b)
     assert ops.mul.Tensor in Logged.funcs and type(out) is Logged
     torch.testing.assert_close(out.as_subclass(torch.Tensor), a * b)
+
+
+def test_sgd_entry_point_takes_lists_of_plain_tensors(monkeypatch):
+    """pyext.optim.SGD's step calls pyext._C.sgd_step_ (three lists, no boxed call) in eager mode; a tuple,
+    a tensor subclass in a list or another argument type is left to torch.ops."""
+    from torch.overrides import TorchFunctionMode
+
+    params, grads, bufs = ([torch.randn(n) for n in (3, 70)] for _ in range(3))
+    expected = [p.clone() for p in params], [b.clone() for b in bufs]
+    kw = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True, maximize=False,
+              is_first_step=False)
+    torch.ops.pyext.sgd_step_(*expected[:1], grads, expected[1], **kw)
+    assert pyext._C.sgd_step_(params, grads, bufs, 0.1, 0.9, 0, 0.01, True, False, False, None, None, None) is None
+    torch.testing.assert_close(params, expected[0], rtol=0, atol=0)
+    torch.testing.assert_close(bufs, expected[1], rtol=0, atol=0)
+
+    class Sub(torch.Tensor):
+        pass
+
+    args = (0.1, 0.9, 0.0, 0.0, False, False, False, None, None, None)
+    for left in [(tuple(params), grads, bufs, *args), ([params[0].as_subclass(Sub)], grads[:1], bufs[:1], *args),
+                 (params, grads, bufs, 0.1, 0.9, 0.0, 0.0, 1, False, False, None, None, None)]:
+        assert pyext._C.sgd_step_(*left) is NotImplemented
+
+    class Seen(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.funcs = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.funcs.append(func)
+            return func(*args, **(kwargs or {}))
+
+    ps = [torch.nn.Parameter(torch.randn(4)) for _ in range(2)]
+    for p in ps:
+        p.grad = torch.randn(4)
+    opt = pyext.optim.SGD(ps, lr=0.1, momentum=0.9)
+    with Seen() as mode:  # under a mode the step goes through torch.ops, which the mode sees
+        opt.step()
+    assert torch.ops.pyext.sgd_step_ in mode.funcs
+    before = [p.detach().clone() for p in ps]
+
+    def boxed(*args, **kwargs):
+        raise AssertionError("the eager step took torch.ops")
+
+    monkeypatch.setattr(torch.ops.pyext, "sgd_step_", boxed)
+    opt.step()  # without a mode: the entry point
+    assert all(not torch.equal(a, b) for a, b in zip(before, ps))
 
 
 def test_eager_entry_points_go_through_torch_dispatch_modes():
