@@ -24,6 +24,12 @@
 #include "../csrc/kernels.h"
 #include "common.cuh"
 
+// Blocks of kThreads that each map kernel asks the compiler to fit on one SM (__launch_bounds__'s
+// second argument, which caps registers): a build-time knob, measured with tests/gpu_check.sh's VARIANTS.
+#ifndef PYEXT_CUDA_MIN_BLOCKS
+#define PYEXT_CUDA_MIN_BLOCKS 1
+#endif
+
 namespace pyext {
 namespace cuda {
 namespace {
@@ -87,7 +93,7 @@ struct Spot {
 // One kernel for every layout. VEC elements per pack (VEC > 1 only where every address allows
 // 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them.
 template <int VEC, Layout L, bool kSum, typename scalar_t, typename Op>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
   using acc_t = at::opmath_type<scalar_t>;
