@@ -8,6 +8,8 @@ import pyext
 import pyext.nn
 import pyext.ops as P
 import pyext.optim
+from torch.overrides import TorchFunctionMode
+
 from conftest import DEVICES, HAS_CUDA
 
 ops = torch.ops.pyext
@@ -128,11 +130,21 @@ def test_nn_modules_are_drop_ins(device):
     assert F.binary_cross_entropy is not P.binary_cross_entropy  # ours really runs, not torch's
 
 
+class SeenFunctions(TorchFunctionMode):
+    """A __torch_function__ mode that records the functions it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.funcs = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.funcs.append(func)
+        return func(*args, **(kwargs or {}))
+
+
 def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops():
     """pyext.ops calls the ops through pyext._C's typed entry points in eager mode; what they answer with
     NotImplemented goes through torch.ops, which hands subclasses and modes to __torch_function__."""
-    from torch.overrides import TorchFunctionMode
-
     a, b = torch.randn(5), torch.randn(5)
     torch.testing.assert_close(pyext._C.add_Tensor(a, b, 2), torch.add(a, b, alpha=2))
     torch.testing.assert_close(pyext._C.add_Scalar(a, True, 0.5), torch.add(a, True, alpha=0.5))
@@ -142,15 +154,6 @@ def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops()
 
     class Sub(torch.Tensor):
         pass
-
-    class Seen(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.funcs = []
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.funcs.append(func)
-            return func(*args, **(kwargs or {}))
 
     left = [
         lambda: pyext._C.add_Tensor(a.as_subclass(Sub), b, 1),  # a subclass: its __torch_function__ first
@@ -162,10 +165,10 @@ def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops()
     ]
     for call in left:
         assert call() is NotImplemented
-    with Seen():
+    with SeenFunctions():
         assert pyext._C.sigmoid(a) is NotImplemented
 
-    with Seen() as mode:
+    with SeenFunctions() as mode:
         P.add(a, b)
         P.mul_(a.clone(), 2.0)
         P.sigmoid(a)
@@ -190,8 +193,6 @@ def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops()
 def test_sgd_entry_point_takes_lists_of_plain_tensors(monkeypatch):
     """pyext.optim.SGD's step calls pyext._C.sgd_step_ (three lists, no boxed call) in eager mode; a tuple,
     a tensor subclass in a list or another argument type is left to torch.ops."""
-    from torch.overrides import TorchFunctionMode
-
     params, grads, bufs = ([torch.randn(n) for n in (3, 70)] for _ in range(3))
     expected = [p.clone() for p in params], [b.clone() for b in bufs]
     kw = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True, maximize=False,
@@ -209,20 +210,11 @@ def test_sgd_entry_point_takes_lists_of_plain_tensors(monkeypatch):
                  (params, grads, bufs, 0.1, 0.9, 0.0, 0.0, 1, False, False, None, None, None)]:
         assert pyext._C.sgd_step_(*left) is NotImplemented
 
-    class Seen(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.funcs = []
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.funcs.append(func)
-            return func(*args, **(kwargs or {}))
-
     ps = [torch.nn.Parameter(torch.randn(4)) for _ in range(2)]
     for p in ps:
         p.grad = torch.randn(4)
     opt = pyext.optim.SGD(ps, lr=0.1, momentum=0.9)
-    with Seen() as mode:  # under a mode the step goes through torch.ops, which the mode sees
+    with SeenFunctions() as mode:  # under a mode the step goes through torch.ops, which the mode sees
         opt.step()
     assert torch.ops.pyext.sgd_step_ in mode.funcs
     before = [p.detach().clone() for p in ps]
