@@ -24,10 +24,15 @@
 #include "../csrc/kernels.h"
 #include "common.cuh"
 
-// Blocks of kThreads that each map kernel asks the compiler to fit on one SM (__launch_bounds__'s
-// second argument, which caps registers): a build-time knob, measured with tests/gpu_check.sh's VARIANTS.
+// Build-time knobs, measured with tests/gpu_check.sh's VARIANTS:
+//   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel asks the compiler to fit on one SM
+//     (__launch_bounds__'s second argument, which caps registers);
+//   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps).
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
+#endif
+#ifndef PYEXT_CUDA_WAVES
+#define PYEXT_CUDA_WAVES 1
 #endif
 
 namespace pyext {
@@ -244,8 +249,9 @@ int read_errors(const int* errors, cudaStream_t stream) {
 }
 
 // Launches one map kernel over n elements (then, summing, the kernel adding its partials) on as
-// many blocks as fit on the GPU at once, fewer when the work is smaller. The blocks that fit on an
-// SM follow from the kernel's registers: asked once, of the first GPU it runs on.
+// many blocks as fit on the GPU at once (times PYEXT_CUDA_WAVES), fewer when the work is smaller.
+// The blocks that fit on an SM follow from the kernel's registers: asked once, of the first GPU it
+// runs on.
 template <int VEC, Layout L, bool kSum, typename scalar_t, typename Op>
 void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, const at::Tensor* sum_out,
                    double divisor, int* errors, int device, cudaStream_t stream) {
@@ -257,8 +263,8 @@ void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, 
     return std::max(v, 1);
   }();
   const int64_t units = n / VEC + n % VEC;  // packs, and the tail's elements
-  const int blocks = static_cast<int>(
-      std::min<int64_t>(static_cast<int64_t>(sm_count(device)) * resident, (units + kThreads - 1) / kThreads));
+  const int64_t gpu_full = static_cast<int64_t>(sm_count(device)) * resident * PYEXT_CUDA_WAVES;
+  const int blocks = static_cast<int>(std::min<int64_t>(gpu_full, (units + kThreads - 1) / kThreads));
   at::Tensor partial;
   acc_t* partial_ptr = nullptr;
   if constexpr (kSum) {
