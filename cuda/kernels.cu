@@ -342,6 +342,8 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
     if (p.kind[k] == kTensor) vectorizable &= aligned16(p.in[k]) && p.row_stride[k + 1] % 16 == 0;
     ++t;
   }
+  const bool vec = vectorizable && layout != Layout::kStrided;
+  if (layout == Layout::kRows) p.packs_per_row = at::cuda::detail::IntDivider<uint32_t>(cols / (vec ? kVec : 1));
 
   const int device = iter.device().index();
   const c10::cuda::CUDAGuard guard(iter.device());
@@ -356,8 +358,6 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
 
   auto launch = [&](auto sum_tag) {
     constexpr bool kSumming = decltype(sum_tag)::value;
-    const bool vec = vectorizable && layout != Layout::kStrided;
-    if (layout == Layout::kRows) p.packs_per_row = at::cuda::detail::IntDivider<uint32_t>(cols / (vec ? kVec : 1));
     auto go = [&](auto vec_tag, auto layout_tag) {
       launch_kernel<decltype(vec_tag)::value, decltype(layout_tag)::value, kSumming>(p, n, op, sum_out, divisor,
                                                                                      errors_ptr, device, stream);
