@@ -154,17 +154,30 @@ def copy_bandwidth(device, min_time) -> float:
 
 # --- providers ----------------------------------------------------------------------------------------
 
-def op_callable(op: Op, provider: str, mode: str, inputs_sets, compiled_cache):
+COMPILE_BACKEND = "inductor"  # torch.compile's default; the tests swap in a counting one
+
+
+def fresh_compile(fn):
+    """torch.compile(fn) for one case (op, mode, dtype, size), from an empty cache.
+
+    Dynamo keeps its compiled graphs per code object, and torch.nn.functional's losses all reach it through
+    one wrapper, so every case of every op shares one cache of `recompile_limit` (8) entries; past that,
+    Dynamo runs the function uncompiled and the 'compile' rows would time torch eager. So the cache is
+    emptied before each case (each case has new shapes or dtypes: it would compile anyway), and hitting the
+    limit is an error rather than a silent fallback."""
+    torch._dynamo.reset()
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    return torch.compile(fn, dynamic=False, backend=COMPILE_BACKEND)
+
+
+def op_callable(op: Op, provider: str, mode: str, inputs_sets):
     """fn(i) running `mode` of the op on input set i with one provider."""
     if provider == "pyext":
         fn = op.ours
     elif provider == "eager":
         fn = op.theirs
     elif provider == "compile":
-        key = (op.name, mode)
-        if key not in compiled_cache:
-            compiled_cache[key] = torch.compile(op.theirs, dynamic=False)
-        fn = compiled_cache[key]
+        fn = fresh_compile(op.theirs)
     else:
         return None
 
@@ -314,7 +327,6 @@ def main(argv=None):
              f"{'GB/s':>7} {'%copy':>6}  speed-up of pyext"
     print(header)
     rows = []
-    compiled = {}
 
     csv_path = out_dir / f"{'quick' if args.quick else 'full'}_{device}.csv"
 
@@ -378,7 +390,7 @@ def main(argv=None):
                         if provider == "compile" and args.quick and cpu and op.name not in ("bce_mean",
                                                                                             "bce_logits_mean"):
                             continue
-                        fns[provider] = op_callable(op, provider, mode, inputs, compiled)
+                        fns[provider] = op_callable(op, provider, mode, inputs)
                     ref = {}
                     for provider, samples in measure_side_by_side(fns, device, sets, min_time).items():
                         emit(op.name, mode, provider, dtype_name, numel, samples,

@@ -46,3 +46,24 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
     assert tutorial == ({"pyext", "eager", "graph"} if device == "cuda" else {"pyext", "eager"})
     assert all(float(r["median_us"]) > 0 for r in rows)
     assert "copy bandwidth" in capsys.readouterr().out
+
+
+def test_every_compile_row_times_a_compiled_graph(tmp_path, monkeypatch):
+    """Dynamo keeps one cache of 8 graphs for all of torch.nn.functional's losses; a harness reusing it
+    would time torch eager in the 'compile' rows past the eighth case. Here 27 cases each compile."""
+    run = load_harness()
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(run, "COMPILE_BACKEND", counting_backend)
+    ops = ["bce_mean", "bce_logits_mean", "mse_mean"]
+    sizes = [1000, 2000, 3000]
+    run.main(["--device", "cpu", "--ops", *ops, "--sizes", *map(str, sizes), "--dtypes", "float32",
+              "--providers", "eager", "compile", "--min-time", "0.001", "--out", str(tmp_path)])
+    rows = list(csv.DictReader(open(tmp_path / "full_cpu.csv")))
+    cases = {(r["op"], r["mode"], int(r["n"])) for r in rows if r["provider"] == "compile"}
+    assert cases == {(op, mode, n) for op in ops for mode in run.MODES for n in sizes}
+    assert len(graphs) >= len(cases)
