@@ -224,3 +224,26 @@ def test_cpu_sums_do_not_depend_on_the_thread_count():
         torch.set_num_threads(before)
     for r in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(r, results[0]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_losses_promote_mixed_dtypes(device, reduction):
+    """Every tensor of a loss promotes (the README's rule): the result has the promoted dtype and the value
+    of the loss of the promoted tensors. (torch's BCE would reject the target, or keep float16 for the weight.)"""
+    x = torch.rand(5, 3, device=device, dtype=torch.float16) * 0.9 + 0.05
+    y = torch.rand(5, 3, device=device, dtype=torch.float32)
+    w = torch.rand(3, device=device, dtype=torch.float64) + 0.5
+    logits = torch.randn(5, 3, device=device, dtype=torch.bfloat16)
+    cases = [
+        (P.binary_cross_entropy(x, y, reduction=reduction), torch.float32,
+         F.binary_cross_entropy(x.float(), y, reduction=reduction)),
+        (P.binary_cross_entropy(x, y.half(), w, reduction=reduction), torch.float64,
+         F.binary_cross_entropy(x.double(), y.half().double(), w, reduction=reduction)),
+        (P.binary_cross_entropy_with_logits(logits, y, w, reduction=reduction, pos_weight=w.float()), torch.float64,
+         F.binary_cross_entropy_with_logits(logits.double(), y.double(), w, reduction=reduction, pos_weight=w)),
+        (P.mse_loss(logits, y, reduction=reduction), torch.float32, F.mse_loss(logits.float(), y, reduction=reduction)),
+    ]
+    for out, dtype, expected in cases:
+        assert out.dtype == dtype
+        torch.testing.assert_close(out, expected)
