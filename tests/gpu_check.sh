@@ -11,6 +11,8 @@
 # VARIANTS="NAME=1 NAME=2" also builds one copy per define (nvcc -DNAME=1, ..., in the
 # background while the rest runs) and times each with gpu_quick.py beside the main build: tuning
 # knobs compared on one card in one call.
+# RUN_PROVIDERS="pyext eager compile ..." picks run.py's providers (default: all but compile, whose compiles,
+# one per case, take minutes on the GPU machine).
 # Logs and results go to $OUT (or ./gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -82,7 +84,7 @@ left=$(( deadline - $(date +%s) - 15 ))
 step "benchmarks harness (run.py --device cuda --quick, ${left} s left)"
 if [ "$left" -gt 30 ]; then
   timeout "$left" $PY benchmarks/run.py --device cuda --quick --dtypes float32 bfloat16 --sizes 16777216 268435456 \
-    --providers pyext eager foreach fused graph --out "$OUT/results" > "$OUT/run_py.log" 2>&1
+    --providers ${RUN_PROVIDERS:-pyext eager foreach fused graph} --out "$OUT/results" > "$OUT/run_py.log" 2>&1
   rc=$?
   grep -E "copy bandwidth|sgd_|tutorial| (16777216|268435456) " "$OUT/run_py.log" | tail -90
   [ "$rc" = 0 ] || echo "run.py ended with rc=$rc (124: stopped at the deadline; the log has what it measured)"
