@@ -229,25 +229,31 @@ def sgd_callable(provider, device, dtype, nesterov):
     return (lambda i: opt.step()), sum(sizes)
 
 
-def tutorial_callable(provider, device):
-    """One iteration of the tutorial's logistic regression (200 points, Linear(2,1) + Sigmoid + BCE + SGD):
-    with pyext's modules and optimizer, with torch's ('eager'), or on CUDA with pyext's step captured once in
-    a CUDA graph and replayed ('graph', as `python -m pyext.train logistic --cuda-graph` trains)."""
-    from pyext.train.data import tutorial_logistic
+TUTORIALS = ("linear", "logistic")
+
+
+def tutorial_callable(kind, provider, device):
+    """One training iteration of a tutorial model, as `python -m pyext.train <kind>` builds it (the linear
+    regression on 20 points, gradient descent; the logistic regression on 200, SGD with momentum 0.9): with the
+    pyext backend, with torch's modules and torch.optim.SGD's defaults ('eager'), or on CUDA with the pyext step
+    captured once in a CUDA graph and replayed ('graph', as `--cuda-graph` trains)."""
+    from pyext.train.data import tutorial_linear, tutorial_logistic
+    from pyext.train.model import DEFAULTS, make_loss, make_model, make_optimizer
 
     if provider not in ("pyext", "eager", "graph") or (provider == "graph" and device != "cuda"):
         return None
-    x, y = (t.to(device) for t in tutorial_logistic())
+    x, y = (t.to(device) for t in (tutorial_linear(seed=0) if kind == "linear" else tutorial_logistic()))
+    backend = "native" if provider == "eager" else "pyext"
     torch.manual_seed(0)
-    linear = torch.nn.Linear(2, 1).to(device)
-    ours = provider in ("pyext", "graph")
-    sigmoid = pyext.nn.Sigmoid() if ours else torch.nn.Sigmoid()
-    loss_fn = pyext.nn.BCELoss() if ours else torch.nn.BCELoss()
-    opt = (pyext.optim.SGD if ours else torch.optim.SGD)(linear.parameters(), lr=0.01, momentum=0.9)
+    model = make_model(kind, x.shape[1], backend).to(device)
+    loss_fn = make_loss(kind, backend)
+    lr, momentum = DEFAULTS[kind]["lr"], DEFAULTS[kind]["momentum"]
+    opt = (make_optimizer(model.parameters(), backend, lr, momentum) if backend == "pyext"
+           else torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum))  # torch's default implementation
 
     def step(i=0):
         opt.zero_grad()
-        loss = loss_fn(sigmoid(linear(x)), y)
+        loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
     if provider != "graph":
@@ -365,11 +371,12 @@ def main(argv=None):
                          samples, 5 * numel * getattr(torch, dtype_name).itemsize, ref)
                 del fns
     if "tutorial" in names:
-        fns = {p: tutorial_callable(p, device) for p in ("pyext", "eager", "graph") if p in args.providers}
-        fns = {p: fn for p, fn in fns.items() if fn is not None}
-        ref = {}
-        for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
-            emit("tutorial_logistic", "iter", provider, "float32", 200, samples, 0, ref)
+        for kind in TUTORIALS:
+            fns = {p: tutorial_callable(kind, p, device) for p in ("pyext", "eager", "graph") if p in args.providers}
+            fns = {p: fn for p, fn in fns.items() if fn is not None}
+            ref = {}
+            for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
+                emit(f"tutorial_{kind}", "iter", provider, "float32", 20 if kind == "linear" else 200, samples, 0, ref)
     if rows:
         save()
 

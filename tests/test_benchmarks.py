@@ -42,8 +42,9 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
         assert (tmp_path / f"{op}_{device}.png").exists()
     for step in ("sgd_momentum", "sgd_nesterov"):
         assert {r["provider"] for r in rows if r["op"] == step} == {"pyext", "eager", "foreach", "fused"}
-    tutorial = {r["provider"] for r in rows if r["op"] == "tutorial_logistic"}
-    assert tutorial == ({"pyext", "eager", "graph"} if device == "cuda" else {"pyext", "eager"})
+    for model in ("tutorial_linear", "tutorial_logistic"):
+        tutorial = {r["provider"] for r in rows if r["op"] == model}
+        assert tutorial == ({"pyext", "eager", "graph"} if device == "cuda" else {"pyext", "eager"}), model
     assert all(float(r["median_us"]) > 0 for r in rows)
     assert "copy bandwidth" in capsys.readouterr().out
 

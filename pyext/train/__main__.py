@@ -14,12 +14,8 @@ import pyext
 
 from .data import DataError, loader, scan_csv, tutorial_linear, tutorial_logistic
 from .loop import train
-from .model import make_model
+from .model import DEFAULTS, make_model
 
-DEFAULTS = {  # the tutorial's settings
-    "linear": dict(iterations=2000, lr=0.03, momentum=0.0),
-    "logistic": dict(iterations=1000, lr=0.01, momentum=0.9),
-}
 PARITY = dict(rtol=1e-5, atol=1e-6)  # float32 tolerance between the two backends
 
 

@@ -9,6 +9,10 @@ import pyext.ops as P
 import pyext.optim
 
 BACKENDS = ("pyext", "native")
+DEFAULTS = {  # the tutorial's settings
+    "linear": dict(iterations=2000, lr=0.03, momentum=0.0),
+    "logistic": dict(iterations=1000, lr=0.01, momentum=0.9),
+}
 
 
 class LinearRegression(nn.Module):
