@@ -223,6 +223,12 @@ def sgd_callable(provider, device, dtype, nesterov):
         opt = torch.optim.SGD(params, foreach=True, **kw)
     elif provider == "fused":
         opt = torch.optim.SGD(params, fused=True, **kw)
+    elif provider == "compile":  # torch's recipe "compiling the optimizer": its default step, compiled
+        opt = torch.optim.SGD(params, **kw)
+        opt.step()  # the momentum buffers, before the compiled step sees the state
+        step = fresh_compile(lambda: opt.step())
+        step()
+        return (lambda i: step()), sum(sizes)
     else:
         return None, 0
     opt.step()
@@ -322,6 +328,7 @@ def main(argv=None):
     sizes = args.sizes or sizes
     if args.quick and cpu and "compile" in args.providers and args.ops is None:
         print("quick CPU run: torch.compile only for bce_mean and bce_logits_mean (compiling is slow here)")
+    # (the SGD step compiled takes 20 s to compile here: in full runs only)
     names = args.ops or [o.name for o in OPS] + ["sgd", "tutorial"]
     name = device_name(device)
     commit = git_commit()
@@ -362,8 +369,8 @@ def main(argv=None):
         for dtype_name in dtypes:
             for nesterov in (False, True):
                 fns = {}
-                for provider in ("pyext", "eager", "foreach", "fused"):
-                    if provider in args.providers:
+                for provider in ("pyext", "eager", "foreach", "fused", "compile"):
+                    if provider in args.providers and not (provider == "compile" and args.quick and cpu):
                         fns[provider], numel = sgd_callable(provider, device, getattr(torch, dtype_name), nesterov)
                 ref = {}
                 for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():

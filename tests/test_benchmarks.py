@@ -51,7 +51,8 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
 
 def test_every_compile_row_times_a_compiled_graph(tmp_path, monkeypatch):
     """Dynamo keeps one cache of 8 graphs for all of torch.nn.functional's losses; a harness reusing it
-    would time torch eager in the 'compile' rows past the eighth case. Here 27 cases each compile."""
+    would time torch eager in the 'compile' rows past the eighth case. Here 29 cases each compile (27 losses,
+    and the SGD step with momentum and with nesterov)."""
     run = load_harness()
     graphs = []
 
@@ -62,9 +63,11 @@ def test_every_compile_row_times_a_compiled_graph(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "COMPILE_BACKEND", counting_backend)
     ops = ["bce_mean", "bce_logits_mean", "mse_mean"]
     sizes = [1000, 2000, 3000]
-    run.main(["--device", "cpu", "--ops", *ops, "--sizes", *map(str, sizes), "--dtypes", "float32",
+    run.main(["--device", "cpu", "--ops", *ops, "sgd", "--sizes", *map(str, sizes), "--dtypes", "float32",
               "--providers", "eager", "compile", "--min-time", "0.001", "--out", str(tmp_path)])
     rows = list(csv.DictReader(open(tmp_path / "full_cpu.csv")))
     cases = {(r["op"], r["mode"], int(r["n"])) for r in rows if r["provider"] == "compile"}
-    assert cases == {(op, mode, n) for op in ops for mode in run.MODES for n in sizes}
+    numel = sum(run.SGD_SIZES["cpu"])
+    assert cases == {(op, mode, n) for op in ops for mode in run.MODES for n in sizes} | {
+        ("sgd_momentum", "step", numel), ("sgd_nesterov", "step", numel)}
     assert len(graphs) >= len(cases)
