@@ -414,11 +414,12 @@ def main(argv=None):
         save()
     save()
     print(f"wrote {csv_path}")
-    for path in plot(rows, out_dir, device):
+    for path in plot(rows, out_dir, f"{device}_{'quick' if args.quick else 'full'}"):
         print(f"wrote {path}")
 
 
-def plot(rows, out_dir, device):
+def plot(rows, out_dir, suffix):
+    """One PNG per op, <op>_<suffix>.png (suffix: the device and the run's mode, as the CSV's name)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -439,7 +440,7 @@ def plot(rows, out_dir, device):
                         ax.plot(*zip(*pts), marker="o", label=f"{provider} {dtype}")
             ax.set(xscale="log", xlabel="elements", ylabel="GB/s", title=f"{op} {mode}")
             ax.legend(fontsize=7)
-        path = out_dir / f"{op}_{device}.png"
+        path = out_dir / f"{op}_{suffix}.png"
         fig.savefig(path, dpi=90, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)

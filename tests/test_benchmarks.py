@@ -39,7 +39,7 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
                 for dtype in ("float32", "bfloat16"):
                     n = 1024 if op == "mul_row" else 1000  # whole rows of 1024
                     assert (op, mode, provider, dtype, n) in measured, (op, mode, provider, dtype)
-        assert (tmp_path / f"{op}_{device}.png").exists()
+        assert (tmp_path / f"{op}_{device}_quick.png").exists()
     for step in ("sgd_momentum", "sgd_nesterov"):
         assert {r["provider"] for r in rows if r["op"] == step} == {"pyext", "eager", "foreach", "fused"}
     for model in ("tutorial_linear", "tutorial_logistic"):
