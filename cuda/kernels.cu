@@ -70,10 +70,11 @@ __device__ __forceinline__ acc_t call(const Op& op, const acc_t (&a)[N], std::in
   return op(a[I]...);
 }
 
+// Whether x lies in [0, 1] (false for NaN). A thread ANDs these into two flags, which compile to
+// predicate operations, and turns them into DomainError bits once, at its end.
 template <typename acc_t>
-__device__ __forceinline__ int unit_interval_errors(acc_t x, acc_t y) {
-  return (!(x >= acc_t(0) && x <= acc_t(1)) ? kArg0OutOfRange : 0) |
-         (!(y >= acc_t(0) && y <= acc_t(1)) ? kArg1OutOfRange : 0);
+__device__ __forceinline__ bool in_unit_interval(acc_t x) {
+  return (x >= acc_t(0)) & (x <= acc_t(1));
 }
 
 template <typename acc_t>
@@ -112,13 +113,16 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
   for (int k = 0; k < N; ++k) {
     fixed[k] = p.kind[k] == kBroadcast ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k])) : p.value[k];
   }
-  int err = 0;
+  bool arg0_ok = true, arg1_ok = true;  // the domain check (ChecksUnitInterval)
   acc_t sum = 0;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 
   auto finish = [&](const acc_t (&a)[N]) -> acc_t {
-    if constexpr (ChecksUnitInterval<Op>::value) err |= unit_interval_errors(a[0], a[1]);
+    if constexpr (ChecksUnitInterval<Op>::value) {
+      arg0_ok &= in_unit_interval(a[0]);
+      arg1_ok &= in_unit_interval(a[1]);
+    }
     return call(op, a, seq);
   };
 
@@ -179,9 +183,9 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
         acc_t a[N];
 #pragma unroll
         for (int k = 0; k < N; ++k) {
-          a[k] = p.kind[k] == kTensor   ? acc_t(loaded[k].v[j])
-                 : p.kind[k] == kPerRow ? acc_t(loaded[k].v[0])
-                                        : fixed[k];
+          a[k] = p.kind[k] == kTensor                         ? acc_t(loaded[k].v[j])
+                 : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[k].v[0])
+                                                              : fixed[k];
         }
         const acc_t r = finish(a);
         if constexpr (kSum) {
@@ -212,7 +216,10 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
     sum = block_sum(sum);
     if (threadIdx.x == 0) partial[blockIdx.x] = sum;
   }
-  if (err) atomicOr(errors, err);
+  if constexpr (ChecksUnitInterval<Op>::value) {
+    const int err = (arg0_ok ? 0 : kArg0OutOfRange) | (arg1_ok ? 0 : kArg1OutOfRange);
+    if (err) atomicOr(errors, err);
+  }
 }
 
 // out = (sum of the partials, in double) / divisor; one block.
