@@ -39,7 +39,6 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pyext.nn  # noqa: E402
 import pyext.ops as P  # noqa: E402
 import pyext.optim  # noqa: E402
 
@@ -247,7 +246,7 @@ def tutorial_callable(kind, provider, device):
     from pyext.train.model import DEFAULTS, make_loss, make_model, make_optimizer
 
     if provider not in ("pyext", "eager", "graph") or (provider == "graph" and device != "cuda"):
-        return None
+        return None, 0
     x, y = (t.to(device) for t in (tutorial_linear(seed=0) if kind == "linear" else tutorial_logistic()))
     backend = "native" if provider == "eager" else "pyext"
     torch.manual_seed(0)
@@ -263,7 +262,7 @@ def tutorial_callable(kind, provider, device):
         loss.backward()
         opt.step()
     if provider != "graph":
-        return step
+        return step, len(x)
     # Warm-up on a side stream (the optimizer's state is created there), then one step captured.
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -275,7 +274,7 @@ def tutorial_callable(kind, provider, device):
     opt.zero_grad(set_to_none=True)
     with torch.cuda.graph(graph):
         step()
-    return lambda i: graph.replay()
+    return (lambda i: graph.replay()), len(x)
 
 
 # --- the run ------------------------------------------------------------------------------------------
@@ -328,7 +327,6 @@ def main(argv=None):
     sizes = args.sizes or sizes
     if args.quick and cpu and "compile" in args.providers and args.ops is None:
         print("quick CPU run: torch.compile only for bce_mean and bce_logits_mean (compiling is slow here)")
-    # (the SGD step compiled takes 20 s to compile here: in full runs only)
     names = args.ops or [o.name for o in OPS] + ["sgd", "tutorial"]
     name = device_name(device)
     commit = git_commit()
@@ -370,6 +368,7 @@ def main(argv=None):
             for nesterov in (False, True):
                 fns = {}
                 for provider in ("pyext", "eager", "foreach", "fused", "compile"):
+                    # (compiling the step takes 20 s on this 2-core machine: not in its quick runs)
                     if provider in args.providers and not (provider == "compile" and args.quick and cpu):
                         fns[provider], numel = sgd_callable(provider, device, getattr(torch, dtype_name), nesterov)
                 ref = {}
@@ -379,11 +378,14 @@ def main(argv=None):
                 del fns
     if "tutorial" in names:
         for kind in TUTORIALS:
-            fns = {p: tutorial_callable(kind, p, device) for p in ("pyext", "eager", "graph") if p in args.providers}
-            fns = {p: fn for p, fn in fns.items() if fn is not None}
+            fns, points = {}, 0
+            for provider in ("pyext", "eager", "graph"):
+                fn, n = tutorial_callable(kind, provider, device) if provider in args.providers else (None, 0)
+                if fn is not None:
+                    fns[provider], points = fn, n
             ref = {}
             for provider, samples in measure_side_by_side(fns, device, 1, min_time).items():
-                emit(f"tutorial_{kind}", "iter", provider, "float32", 20 if kind == "linear" else 200, samples, 0, ref)
+                emit(f"tutorial_{kind}", "iter", provider, "float32", points, samples, 0, ref)
     if rows:
         save()
 

@@ -42,9 +42,10 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
         assert (tmp_path / f"{op}_{device}_quick.png").exists()
     for step in ("sgd_momentum", "sgd_nesterov"):
         assert {r["provider"] for r in rows if r["op"] == step} == {"pyext", "eager", "foreach", "fused"}
-    for model in ("tutorial_linear", "tutorial_logistic"):
+    for model, points in (("tutorial_linear", 20), ("tutorial_logistic", 200)):
         tutorial = {r["provider"] for r in rows if r["op"] == model}
         assert tutorial == ({"pyext", "eager", "graph"} if device == "cuda" else {"pyext", "eager"}), model
+        assert {int(r["n"]) for r in rows if r["op"] == model} == {points}  # the data set's size
     assert all(float(r["median_us"]) > 0 for r in rows)
     assert "copy bandwidth" in capsys.readouterr().out
 
