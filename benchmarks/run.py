@@ -162,10 +162,9 @@ def fresh_compile(fn):
     Dynamo keeps its compiled graphs per code object, and torch.nn.functional's losses all reach it through
     one wrapper, so every case of every op shares one cache of `recompile_limit` (8) entries; past that,
     Dynamo runs the function uncompiled and the 'compile' rows would time torch eager. So the cache is
-    emptied before each case (each case has new shapes or dtypes: it would compile anyway), and hitting the
-    limit is an error rather than a silent fallback."""
+    emptied before each case (each case has new shapes or dtypes: it would compile anyway), and main() makes
+    hitting the limit an error rather than a silent fallback."""
     torch._dynamo.reset()
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
     return torch.compile(fn, dynamic=False, backend=COMPILE_BACKEND)
 
 
@@ -313,7 +312,12 @@ def main(argv=None):
     parser.add_argument("--min-time", type=float, default=None, help="seconds of timing per measurement")
     parser.add_argument("--sizes", nargs="+", type=int, help="element counts (instead of the mode's)")
     args = parser.parse_args(argv)
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):  # see fresh_compile
+        run_benchmarks(args)
 
+
+def run_benchmarks(args):
+    """The run main() parsed: measures, prints, writes the CSV and the plots."""
     device = args.device
     cpu = device == "cpu"
     if args.quick:
