@@ -223,14 +223,11 @@ def sgd_callable(provider, device, dtype, nesterov):
         opt = torch.optim.SGD(params, fused=True, **kw)
     elif provider == "compile":  # torch's recipe "compiling the optimizer": its default step, compiled
         opt = torch.optim.SGD(params, **kw)
-        opt.step()  # the momentum buffers, before the compiled step sees the state
-        step = fresh_compile(lambda: opt.step())
-        step()
-        return (lambda i: step()), sum(sizes)
     else:
         return None, 0
-    opt.step()
-    return (lambda i: opt.step()), sum(sizes)
+    opt.step()  # the momentum buffers (before a compiled step sees the state)
+    step = fresh_compile(lambda: opt.step()) if provider == "compile" else opt.step
+    return (lambda i: step()), sum(sizes)
 
 
 TUTORIALS = ("linear", "logistic")

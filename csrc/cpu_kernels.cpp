@@ -164,8 +164,7 @@ struct RowLoop {
   T call(const std::array<T, N>& v) const { return call(v, std::make_index_sequence<N>{}); }
 
   static int unit_interval_errors(acc_t x, acc_t y) {
-    return (!(x >= acc_t(0) && x <= acc_t(1)) ? kArg0OutOfRange : 0) |
-           (!(y >= acc_t(0) && y <= acc_t(1)) ? kArg1OutOfRange : 0);
+    return (in_unit_interval(x) ? 0 : kArg0OutOfRange) | (in_unit_interval(y) ? 0 : kArg1OutOfRange);
   }
   static int unit_interval_errors(const Vectorized<acc_t>& x, const Vectorized<acc_t>& y) {
     const Vectorized<acc_t> zero(0), one(1);

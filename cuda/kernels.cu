@@ -70,13 +70,6 @@ __device__ __forceinline__ acc_t call(const Op& op, const acc_t (&a)[N], std::in
   return op(a[I]...);
 }
 
-// Whether x lies in [0, 1] (false for NaN). A thread ANDs these into two flags, which compile to
-// predicate operations, and turns them into DomainError bits once, at its end.
-template <typename acc_t>
-__device__ __forceinline__ bool in_unit_interval(acc_t x) {
-  return (x >= acc_t(0)) & (x <= acc_t(1));
-}
-
 template <typename acc_t>
 __device__ __forceinline__ acc_t block_sum(acc_t v) {
   __shared__ acc_t warp_sums[kThreads / 32];
@@ -113,7 +106,9 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
   for (int k = 0; k < N; ++k) {
     fixed[k] = p.kind[k] == kBroadcast ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k])) : p.value[k];
   }
-  bool arg0_ok = true, arg1_ok = true;  // the domain check (ChecksUnitInterval)
+  // The domain check (ChecksUnitInterval): a thread ANDs in_unit_interval into two flags, which compile to
+  // predicate operations, and turns them into DomainError bits once, at its end.
+  bool arg0_ok = true, arg1_ok = true;
   acc_t sum = 0;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
