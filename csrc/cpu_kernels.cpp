@@ -21,50 +21,28 @@
 #include <vector>
 
 #include "kernels.h"
+#if defined(CPU_CAPABILITY_AVX512)
+#include "avx512_math.h"
+#endif
 
 namespace pyext {
 
 using at::vec::Vectorized;
-
-#if defined(CPU_CAPABILITY_AVX512)
-// e^x of 16 floats. x = n ln2 + r with n = round(x / ln2) and ln2 in two parts, so |r| <= ln2 / 2;
-// e^r = 1 + r + r^2 q(r), q of degree 5 fitted to a relative error of 2^-29.8 (benchmarks/fit_exp.py);
-// e^x = e^r 2^n by scalef, which also gives inf past the float range and gradual underflow to 0 below it.
-// x is clamped to [-150, 150] first (e^x is then already 0 or inf), so that n ln2 stays finite; min/max
-// return their second operand for a NaN, which is x. Checked against e^x in double for every float: at most
-// 0.988 ulp, the bound of Sleef's u10 exp, which is torch's; inlined, 1.3x faster than that call here.
-inline __m512 exp_avx512(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-150.f), _mm512_min_ps(_mm512_set1_ps(150.f), x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);  // ln2's high part: n ln2hi is exact
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 q = _mm512_set1_ps(1.9790398073382676e-4f);
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.394466613419354e-3f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(8.333496749401093e-3f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(4.166629537940025e-2f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.666666567325592e-1f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
-  const __m512 er = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(r, r), q, r), _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(er, n);
-}
-#endif
 
 template <typename S>
 struct Math<Vectorized<S>> {
   using V = Vectorized<S>;
   static V exp(V x) {
 #if defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<S, float>) return exp_avx512(x);
+    if constexpr (std::is_same_v<S, float>) return avx512::exp(x);
 #endif
     return x.exp();
   }
-  // float: Sleef's 3.5-ulp log (measured: 2.4e-7 largest relative error over (0.01, 1), 2.8x faster than
-  // the 1-ulp Vectorized::log on AVX-512), so that the losses' two logs stop being the bottleneck.
-  // The specials (0, subnormals, inf, NaN, negatives) are handled by Sleef, as in the 1-ulp one.
+  // float: ours on AVX-512, Sleef's 3.5-ulp log on AVX2 (2.8x faster than the 1-ulp Vectorized::log),
+  // so that the losses' two logs are not their bottleneck.
   static V log(V x) {
 #if defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<S, float>) return Sleef_logf16_u35(x);
+    if constexpr (std::is_same_v<S, float>) return avx512::log(x);
 #elif defined(CPU_CAPABILITY_AVX2)
     if constexpr (std::is_same_v<S, float>) return Sleef_logf8_u35(x);
 #endif

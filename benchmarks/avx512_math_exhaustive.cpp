@@ -1,0 +1,65 @@
+// The error of pyext's AVX-512 exp and log (csrc/avx512_math.h) over every float, against the exact value
+// (double's), beside Sleef's (torch's Vectorized<float>::exp, and the u35 log we used before).
+// Build and run (about 2 minutes), with torch's headers and libraries (Sleef is linked into libtorch_cpu):
+//   T=$(python -c 'import torch, os; print(os.path.dirname(torch.__file__))')
+//   g++ -O2 -std=c++17 -mavx512f -mavx512dq -mfma benchmarks/avx512_math_exhaustive.cpp -I$T/include \
+//       -L$T/lib -ltorch_cpu -lc10 -Wl,-rpath,$T/lib -o /tmp/avx512_math && /tmp/avx512_math
+#include <sleef.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "../csrc/avx512_math.h"
+
+namespace {
+
+// |got - exact| in ulps of the float nearest exact; an inf, a NaN or a 0 must be exactly right.
+double ulp_error(float got, double exact) {
+  if (std::isnan(got) || std::isnan(exact)) return std::isnan(got) == std::isnan(exact) ? 0 : INFINITY;
+  const float nearest = static_cast<float>(exact);
+  if (std::isinf(nearest) || std::isinf(got)) return nearest == got ? 0 : INFINITY;
+  const double ulp = nearest == 0 ? std::ldexp(1.0, -149)
+                                  : std::nextafter(std::fabs(nearest), INFINITY) - std::fabs(double(nearest));
+  return std::fabs(double(got) - exact) / ulp;
+}
+
+struct Worst {
+  double ulps = 0;
+  float at = 0;
+  void add(float x, float got, double exact) {
+    const double e = ulp_error(got, exact);
+    if (e > ulps) ulps = e, at = x;
+  }
+};
+
+}  // namespace
+
+int main() {
+  Worst exp_ours, exp_sleef, log_ours, log_sleef;
+  alignas(64) float x[16], a[16], b[16], c[16], d[16];
+  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 16) {
+    for (int k = 0; k < 16; ++k) {
+      const uint32_t u = static_cast<uint32_t>(bits + k);
+      std::memcpy(&x[k], &u, sizeof u);
+    }
+    const __m512 v = _mm512_load_ps(x);
+    _mm512_store_ps(a, pyext::avx512::exp(v));
+    _mm512_store_ps(b, Sleef_expf16_u10(v));
+    _mm512_store_ps(c, pyext::avx512::log(v));
+    _mm512_store_ps(d, Sleef_logf16_u35(v));
+    for (int k = 0; k < 16; ++k) {
+      const double e = std::exp(double(x[k])), l = std::log(double(x[k]));
+      exp_ours.add(x[k], a[k], e);
+      exp_sleef.add(x[k], b[k], e);
+      log_ours.add(x[k], c[k], l);
+      log_sleef.add(x[k], d[k], l);
+    }
+  }
+  std::printf("exp: pyext %.3f ulp (at %.9g), Sleef u10 %.3f ulp (at %.9g)\n", exp_ours.ulps, exp_ours.at,
+              exp_sleef.ulps, exp_sleef.at);
+  std::printf("log: pyext %.3f ulp (at %.9g), Sleef u35 %.3f ulp (at %.9g)\n", log_ours.ulps, log_ours.at,
+              log_sleef.ulps, log_sleef.at);
+  return 0;
+}
