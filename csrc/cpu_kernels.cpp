@@ -49,8 +49,9 @@ struct Math<Vectorized<S>> {
     return x.log();
   }
   // ln(1 + x) = ln(u) + (x - (u - 1)) / u with u = 1 + x rounded: the second term corrects for the rounding
-  // to first order (x - (u - 1) is exact). As accurate as ln, also near x = 0 (where it gives x, but +0 for
-  // -0), and several times faster than Sleef's vector log1p. ln(u) alone at u = 0 (-inf) and at x = +inf.
+  // to first order (x - (u - 1) is exact for |x| <= 1; beyond, the correction is under half an ulp of ln u).
+  // As accurate as ln, also near x = 0 (where it gives x, but +0 for -0), and several times faster than
+  // Sleef's vector log1p. ln(u) alone at u = 0 (-inf) and at x = +inf.
   static V log1p(V x) {
     const V u = V(1) + x;
     const V ln_u = log(u);

@@ -36,6 +36,7 @@ def test_error_in_ulps(name, device):
     assert r["count"] > 10**6  # normal results measured
     if device == "cpu" and pyext.build_info()["cpu_vec"] == "avx512":
         assert r["pyext_max"] <= AVX512_BOUNDS[name]
-    # Elsewhere (Sleef's math on other CPUs, CUDA's libdevice): close to torch's, which uses the same.
+    # Everywhere (with Sleef's exp and 3.5-ulp log on AVX2 CPUs, CUDA's libdevice on GPUs): close to torch's.
+    # (On AVX2, measured: worst within 1.9 ulp of torch's, mean at most 1.84x torch's, for BCE's ln(1 - x).)
     assert r["pyext_max"] <= r["torch_max"] + 2.5
-    assert r["pyext_mean"] <= r["torch_mean"] * 1.5
+    assert r["pyext_mean"] <= r["torch_mean"] * 2
