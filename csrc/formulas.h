@@ -248,13 +248,13 @@ inline void visit_formula(const Formula& f, Fn&& fn) {
   }
 }
 
-// Whether a formula's first two arguments must lie in [0, 1] (BCE's input and target).
-// Whether x lies in [0, 1] (false for NaN): the check of those arguments, for both devices' scalar math.
+// Whether x lies in [0, 1] (false for NaN): the check of BCE's input and target, for both devices' scalar math.
 template <typename T>
 C10_HOST_DEVICE inline bool in_unit_interval(T x) {
   return (x >= T(0)) & (x <= T(1));
 }
 
+// Whether a formula's first two arguments must lie in [0, 1] (BCE's input and target).
 template <typename Op, typename = void>
 struct ChecksUnitInterval : std::false_type {};
 template <typename Op>
