@@ -3,7 +3,9 @@
 //   - T = at::opmath_type<scalar_t> (float for float/half/bfloat16, double for double) on the GPU
 //     and in the CPU's scalar tail,
 //   - T = at::vec::Vectorized<opmath> in the CPU's vectorized body.
-// Math<T> supplies exp/log/... for each T; the CPU file adds the Vectorized specialization.
+// Math<T> supplies exp/log/... for each T; the CPU file adds the Vectorized specialization. A loop calls
+// op(args...) for Math<T>, or op.template operator()<T, M>(args...) for other math M over the same T (the
+// GPU's approximations for 16-bit elements, cuda/math16.cuh).
 // `arity` counts the formula's arguments; a loop feeds each from a tensor or a host constant.
 #pragma once
 
@@ -32,7 +34,7 @@ template <typename acc_t>
 struct AddOp {
   static constexpr int arity = 2;
   acc_t alpha;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T a, T b) const { return a + T(alpha) * b; }
 };
 
@@ -40,7 +42,7 @@ struct AddOp {
 template <typename acc_t>
 struct MulOp {
   static constexpr int arity = 2;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T a, T b) const { return a * b; }
 };
 
@@ -48,15 +50,15 @@ struct MulOp {
 template <typename acc_t>
 struct SigmoidOp {
   static constexpr int arity = 1;
-  template <typename T>
-  C10_HOST_DEVICE T operator()(T x) const { return T(1) / (T(1) + Math<T>::exp(-x)); }
+  template <typename T, typename M = Math<T>>
+  C10_HOST_DEVICE T operator()(T x) const { return T(1) / (T(1) + M::exp(-x)); }
 };
 
 // dL/dx = g y (1 - y), from the saved output y
 template <typename acc_t>
 struct SigmoidBackwardOp {
   static constexpr int arity = 2;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T y) const { return g * (T(1) - y) * y; }
 };
 
@@ -68,9 +70,8 @@ struct BceOp {
   static constexpr bool kIsLoss = true;  // a forward loss: may be summed
   static constexpr int arity = 3;  // x, y, w
   static constexpr bool kUnitIntervalArgs = true;  // arguments 0 and 1 are checked to lie in [0, 1]
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T x, T y, T w) const {
-    using M = Math<T>;
     const T loss = (y - T(1)) * M::max(M::log1p(-x), T(-100)) - y * M::max(M::log(x), T(-100));
     return loss * w;
   }
@@ -81,10 +82,10 @@ template <typename acc_t>
 struct BceBackwardOp {
   static constexpr int arity = 4;  // g, x, y, w
   acc_t divisor;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T y, T w) const {
     const T eps = T(1e-12);
-    return g * (x - y) / Math<T>::max((T(1) - x) * x, eps) * w / T(divisor);
+    return g * (x - y) / M::max((T(1) - x) * x, eps) * w / T(divisor);
   }
 };
 
@@ -93,18 +94,17 @@ template <typename acc_t>
 struct BceTargetBackwardOp {
   static constexpr int arity = 3;  // g, x, w
   acc_t divisor;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T w) const {
-    return -Math<T>::log(x / (T(1) - x)) * g * w / T(divisor);
+    return -M::log(x / (T(1) - x)) * g * w / T(divisor);
   }
 };
 
 // --- binary cross-entropy on logits -------------------------------------------------------------
 
 // ln sigmoid(x) = min(x, 0) - ln(1 + e^-|x|): never overflows
-template <typename T>
+template <typename T, typename M = Math<T>>
 C10_HOST_DEVICE inline T log_sigmoid(T x) {
-  using M = Math<T>;
   return M::min(x, T(0)) - M::log1p(M::exp(-M::abs(x)));
 }
 
@@ -114,9 +114,9 @@ struct BceLogitsOp {
   static constexpr bool kIsLoss = true;  // a forward loss: may be summed
   static constexpr int arity = 4;  // x, y, w, p
   bool has_pos_weight;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T x, T y, T w, T p) const {
-    const T ls = log_sigmoid(x);
+    const T ls = log_sigmoid<T, M>(x);
     const T weighted_ls = has_pos_weight ? ((p - T(1)) * y + T(1)) * ls : ls;
     return ((T(1) - y) * x - weighted_ls) * w;
   }
@@ -128,9 +128,9 @@ struct BceLogitsBackwardOp {
   static constexpr int arity = 5;  // g, x, y, w, p
   bool has_pos_weight;
   acc_t divisor;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T y, T w, T p) const {
-    const T s = SigmoidOp<acc_t>{}(x);
+    const T s = SigmoidOp<acc_t>{}.template operator()<T, M>(x);
     T d;
     if (has_pos_weight) {
       const T py = p * y;
@@ -148,9 +148,9 @@ struct BceLogitsTargetBackwardOp {
   static constexpr int arity = 4;  // g, x, w, p
   bool has_pos_weight;
   acc_t divisor;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T w, T p) const {
-    const T d = has_pos_weight ? log_sigmoid(-x) - log_sigmoid(x) * p : -x;
+    const T d = has_pos_weight ? log_sigmoid<T, M>(-x) - log_sigmoid<T, M>(x) * p : -x;
     return d * g * w / T(divisor);
   }
 };
@@ -162,7 +162,7 @@ template <typename acc_t>
 struct MseOp {
   static constexpr bool kIsLoss = true;  // a forward loss: may be summed
   static constexpr int arity = 2;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T x, T y) const {
     const T d = x - y;
     return d * d;
@@ -174,7 +174,7 @@ template <typename acc_t>
 struct MseBackwardOp {
   static constexpr int arity = 3;  // g, x, y
   acc_t norm;
-  template <typename T>
+  template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T y) const { return T(norm) * (x - y) * g; }
 };
 

@@ -23,16 +23,21 @@
 
 #include "../csrc/kernels.h"
 #include "common.cuh"
+#include "math16.cuh"
 
 // Build-time knobs, measured with tests/gpu_check.sh's VARIANTS:
 //   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel asks the compiler to fit on one SM
 //     (__launch_bounds__'s second argument, which caps registers);
-//   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps).
+//   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps);
+//   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
 #endif
 #ifndef PYEXT_CUDA_WAVES
 #define PYEXT_CUDA_WAVES 1
+#endif
+#ifndef PYEXT_CUDA_FAST16
+#define PYEXT_CUDA_FAST16 1
 #endif
 
 namespace pyext {
@@ -65,9 +70,14 @@ struct Plan {
   int64_t strides[kMaxDims][N + 1];
 };
 
-template <typename Op, typename acc_t, int N, size_t... I>
+// The math of a kernel's formulas: for 16-bit elements, whose results keep 8 or 11 bits, the hardware's
+// approximations (math16.cuh); else the full-precision functions.
+template <typename scalar_t>
+using MathFor = std::conditional_t<sizeof(scalar_t) == 2 && PYEXT_CUDA_FAST16, Math16, Math<at::opmath_type<scalar_t>>>;
+
+template <typename M, typename Op, typename acc_t, int N, size_t... I>
 __device__ __forceinline__ acc_t call(const Op& op, const acc_t (&a)[N], std::index_sequence<I...>) {
-  return op(a[I]...);
+  return op.template operator()<acc_t, M>(a[I]...);
 }
 
 template <typename acc_t>
@@ -118,7 +128,7 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
       arg0_ok &= in_unit_interval(a[0]);
       arg1_ok &= in_unit_interval(a[1]);
     }
-    return call(op, a, seq);
+    return call<MathFor<scalar_t>>(op, a, seq);
   };
 
   if constexpr (L == Layout::kStrided) {

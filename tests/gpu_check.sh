@@ -3,7 +3,8 @@
 # H200: build 65 s, CUDA tests 75 s, the two sanitizers about 100 s, gpu_quick.py 10 s, run.py the rest):
 #   1. builds pyext with that machine's own torch (CUDA arch of the visible GPU),
 #   2. runs the CUDA tests (none may skip for want of a GPU; CI runs the CPU ones),
-#   3. runs compute-sanitizer memcheck and racecheck over tests/sanitize_ops.py,
+#   3. prints the accuracy of the math on the GPU (float32 over every 101st float, 16-bit over every value),
+#      then runs compute-sanitizer memcheck and racecheck over tests/sanitize_ops.py,
 #   4. runs the quick GPU benchmark (benchmarks/gpu_quick.py), then the benchmarks harness in its quick
 #      mode (benchmarks/run.py: float32 and bfloat16 at 2^24 and 2^28, SGD on 540 tensors, the tutorial
 #      step eager and in a CUDA graph) in the time left, whose CSV and plots go to $OUT/results/:
@@ -60,6 +61,11 @@ grep -E "FAILED|ERROR|crashed|node down" "$OUT/pytest.log" | grep -v "^E " | sor
 grep -E "^=+ .*(passed|failed)" "$OUT/pytest.log" || echo "pytest stopped (rc=$test_status) before its summary"
 [ "$test_status" = 0 ] || status=1
 if grep -q "no CUDA GPU" "$OUT/pytest.log"; then echo "CUDA TESTS SKIPPED"; status=1; fi
+
+step "accuracy (benchmarks/check_vector_math.py)"
+for dtype in float32 bfloat16 float16; do
+  $PY benchmarks/check_vector_math.py --device cuda --dtype $dtype --stride 101 2>&1 | tee -a "$OUT/accuracy.log"
+done
 
 for tool in memcheck racecheck; do
   step "compute-sanitizer $tool"

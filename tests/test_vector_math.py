@@ -1,10 +1,11 @@
-"""The accuracy of the float32 math that reaches the user (sigmoid, BCE's logs, BCE-with-logits' softplus),
-in ulps against float64, over every 1009th float: benchmarks/check_vector_math.py's checks, which run over
-every float when run as a script."""
+"""The accuracy of the math that reaches the user (sigmoid, BCE's logs, BCE-with-logits' softplus),
+in ulps against float64, over every 1009th float and every bfloat16 and float16 value:
+benchmarks/check_vector_math.py's checks, which run over every float when run as a script."""
 import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 import pyext
 from conftest import DEVICES
@@ -40,3 +41,16 @@ def test_error_in_ulps(name, device):
     # (On AVX2, measured: worst within 1.9 ulp of torch's, mean at most 1.84x torch's, for BCE's ln(1 - x).)
     assert r["pyext_max"] <= r["torch_max"] + 2.5
     assert r["pyext_mean"] <= r["torch_mean"] * 2
+
+
+# bfloat16 and float16, over every value: the results round to the nearest 16-bit value but for a few, never
+# far past half an ulp (the GPU computes them with the hardware's approximations, cuda/math16.cuh, whose
+# relative error, at most 2^-17, is a 64th of float16's ulp).
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", list(check.CHECKS))
+def test_16bit_error_in_ulps(name, dtype, device):
+    r = check.measure(name, device=device, dtype=dtype)
+    assert r["count"] > 10**4  # normal results measured
+    assert r["pyext_max"] <= 0.6
+    assert r["pyext_not_nearest"] <= r["torch_not_nearest"] + 0.01

@@ -1,0 +1,58 @@
+// The GPU's math for 16-bit elements (half, bfloat16): the formulas run in float, but their results are
+// rounded to 11 or 8 bits, so full-precision expf/logf/log1pf (software routines of 20-40 instructions
+// each) buy nothing the rounding keeps. The hardware's approximations (MUFU.EX2 / MUFU.LG2: exp2 within
+// 2 ulp, log2 within 2 ulp, or 2^-22 absolute on [0.5, 2]) take one instruction each. Near 1, where an
+// absolute error of the log is a large relative one, ln(1 + d) comes from its series instead:
+//   |d| < 1/32:  ln(1 + d) = d - d^2/2 + d^3/3 - d^4/4 + ...  (truncated after d^4: relative error < 2^-22)
+//   else:        ln2 log2(1 + d)  (relative error < 2^-17: |log2(1 + d)| >= 0.044 there)
+// Subnormal inputs and results are kept (the .f32 forms without .ftz; bfloat16 has float's exponent range),
+// except where the argument cannot be subnormal.
+// Measured over every 16-bit input by benchmarks/check_vector_math.py (--dtype), tested in test_vector_math.
+#pragma once
+
+#include <cmath>
+
+#include "../csrc/formulas.h"
+
+namespace pyext {
+namespace cuda {
+
+// exp, log and log1p replaced; abs, max and min are Math<float>'s.
+struct Math16 : Math<float> {
+  static __device__ __forceinline__ float exp2_approx(float x) {
+    float y;
+    asm("ex2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+  }
+  static __device__ __forceinline__ float log2_approx(float x) {
+    float y;
+    asm("lg2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+  }
+  // for an x that is never subnormal (saves the scaling of subnormal inputs)
+  static __device__ __forceinline__ float log2_approx_normal(float x) {
+    float y;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+  }
+  // ln(1 + d) for |d| < 1/32, to degree 4
+  static __device__ __forceinline__ float log1p_series(float d) {
+    return d + d * d * (-0.5f + d * (1.0f / 3.0f - 0.25f * d));
+  }
+
+  // e^x = 2^(x log2 e); rounding x log2 e adds |x| 2^-24 relative (2^-17 at |x| = 100, where e^-x underflows)
+  static __device__ __forceinline__ float exp(float x) { return exp2_approx(x * 1.44269504088896341f); }
+  // x - 1 is exact near 1 (Sterbenz)
+  static __device__ __forceinline__ float log(float x) {
+    const float d = x - 1.0f;
+    return fabsf(d) < 0.03125f ? log1p_series(d) : 0.693147180559945309f * log2_approx(x);
+  }
+  // away from 0, rounding 1 + x adds at most 2^-24 absolute to the log, 2^-19 relative; 1 + x is never
+  // subnormal (floats near -1 are 2^-24 apart)
+  static __device__ __forceinline__ float log1p(float x) {
+    return fabsf(x) < 0.03125f ? log1p_series(x) : 0.693147180559945309f * log2_approx_normal(1.0f + x);
+  }
+};
+
+}  // namespace cuda
+}  // namespace pyext
