@@ -75,6 +75,24 @@ for tool in memcheck racecheck; do
   [ "$rc" = 0 ] || { echo "SANITIZER $tool FAILED (rc=$rc)"; status=1; }
 done
 
+step "ncu: BCE forward, float32 and bfloat16, 2^24, pyext and torch (hardware counters)"
+# Where the BCE kernels' time goes (issue, stalls, occupancy): one call of each, profiled, after a warm-up.
+cat > /tmp/pyext_ncu_bce.py <<'PY'
+import torch, torch.nn.functional as F, pyext.ops as P
+for dtype in (torch.float32, torch.bfloat16):
+    x = (torch.rand(2**24, device="cuda") * 0.98 + 0.01).to(dtype)
+    y = torch.rand(2**24, device="cuda").to(dtype)
+    for _ in range(2):
+        P.binary_cross_entropy(x, y, reduction="none")
+        F.binary_cross_entropy(x, y, reduction="none")
+torch.cuda.synchronize()
+PY
+timeout "${NCU_SECONDS:-90}" ncu --clock-control none -k 'regex:map_kernel|elementwise' --launch-skip 0 --launch-count 8 \
+  --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section InstructionStats \
+  $PY /tmp/pyext_ncu_bce.py > "$OUT/ncu_bce.log" 2>&1
+echo "ncu rc=$? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_bce.log") kernels profiled): $OUT/ncu_bce.log"
+grep -E "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issued Ipc|Executed Instructions  |Warp Cycles Per Issued" "$OUT/ncu_bce.log" | head -90
+
 step "benchmark"
 $PY benchmarks/gpu_quick.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -40
 wait  # the variants' builds
