@@ -9,9 +9,10 @@
 #      mode (benchmarks/run.py: float32 and bfloat16 at 2^24 and 2^28, SGD on 540 tensors, the tutorial
 #      step eager and in a CUDA graph) in the time left, whose CSV and plots go to $OUT/results/:
 #      commit those under benchmarks/results/<card>/.
-# VARIANTS="NAME=1 NAME=2" also builds one copy per define (nvcc -DNAME=1, ..., in the
-# background while the rest runs) and times each with gpu_quick.py beside the main build: tuning
-# knobs compared on one card in one call.
+# VARIANTS="NAME=1 NAME=2,OTHER=4" also builds one copy per entry (nvcc -DNAME=1; -DNAME=2 -DOTHER=4; in the
+# background while the rest runs) and times each with gpu_quick.py beside the main build, which is timed
+# again after them (its second run gives the spread): tuning knobs compared on one card in one call.
+# NCU_SECONDS=0 skips ncu; SANITIZERS="memcheck" runs one sanitizer.
 # RUN_PROVIDERS="pyext eager compile ..." picks run.py's providers (default: all but compile, whose compiles,
 # one per case, take minutes on the GPU machine).
 # Logs and results go to $OUT (or ./gpu_check_out).
@@ -37,7 +38,7 @@ tag() { echo "variant_${1//[^A-Za-z0-9]/_}"; }
 for define in ${VARIANTS:-}; do  # copies of the tree, built before ours makes build/
   dir="/tmp/$(tag "$define")"
   rm -rf "$dir" && cp -r . "$dir" && mkdir -p "$OUT/$(tag "$define")"
-  (cd "$dir" && NVCC_APPEND_FLAGS="-D$define" $PY setup.py build_ext --inplace \
+  (cd "$dir" && NVCC_APPEND_FLAGS="-D${define//,/ -D}" $PY setup.py build_ext --inplace \
      > "$OUT/$(tag "$define")/build.log" 2>&1) &
 done
 
@@ -67,7 +68,7 @@ for dtype in float32 bfloat16 float16; do
   $PY benchmarks/check_vector_math.py --device cuda --dtype $dtype --stride 101 2>&1 | tee -a "$OUT/accuracy.log"
 done
 
-for tool in memcheck racecheck; do
+for tool in ${SANITIZERS:-memcheck racecheck}; do
   step "compute-sanitizer $tool"
   timeout "${SANITIZER_SECONDS:-150}" compute-sanitizer --tool $tool --error-exitcode 1 $PY tests/sanitize_ops.py > "$OUT/sanitizer_$tool.log" 2>&1
   rc=$?
@@ -79,15 +80,22 @@ step "ncu: BCE forward, float32 and bfloat16, 2^24, pyext and torch (hardware co
 # Where the BCE kernels' time goes (issue, stalls, occupancy): one call of each, profiled, after a warm-up.
 cat > /tmp/pyext_ncu_bce.py <<'PY'
 import torch, torch.nn.functional as F, pyext.ops as P
-for dtype in (torch.float32, torch.bfloat16):
-    x = (torch.rand(2**24, device="cuda") * 0.98 + 0.01).to(dtype)
-    y = torch.rand(2**24, device="cuda").to(dtype)
-    for _ in range(2):
-        P.binary_cross_entropy(x, y, reduction="none")
-        F.binary_cross_entropy(x, y, reduction="none")
+inputs = [((torch.rand(2**24, device="cuda") * 0.98 + 0.01).to(d), torch.rand(2**24, device="cuda").to(d))
+          for d in (torch.float32, torch.bfloat16)]
+calls = [lambda x, y: P.binary_cross_entropy(x, y, reduction="none"),
+         lambda x, y: F.binary_cross_entropy(x, y, reduction="none")]
+for x, y in inputs:  # warm-up, unprofiled
+    for fn in calls:
+        fn(x, y)
 torch.cuda.synchronize()
+torch.cuda.cudart().cudaProfilerStart()
+for x, y in inputs:
+    for fn in calls:
+        fn(x, y)
+torch.cuda.synchronize()
+torch.cuda.cudart().cudaProfilerStop()
 PY
-timeout "${NCU_SECONDS:-90}" ncu --clock-control none -k 'regex:map_kernel|elementwise' --launch-skip 0 --launch-count 8 \
+[ "${NCU_SECONDS:-90}" -gt 0 ] && timeout "${NCU_SECONDS:-90}" ncu --clock-control none --profile-from-start off --launch-count 8 \
   --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section InstructionStats \
   $PY /tmp/pyext_ncu_bce.py > "$OUT/ncu_bce.log" 2>&1
 echo "ncu rc=$? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_bce.log") kernels profiled): $OUT/ncu_bce.log"
@@ -103,6 +111,12 @@ for define in ${VARIANTS:-}; do
   (cd "$dir" && PYEXT_COMMIT="${commit:-?}+$define" PYTHONPATH="$dir" \
      $PY benchmarks/gpu_quick.py --out "$OUT/$(tag "$define")") 2>&1 | tee "$OUT/$(tag "$define")/bench.log" | tail -40
 done
+
+if [ -n "${VARIANTS:-}" ]; then
+  step "benchmark, the main build again"
+  mkdir -p "$OUT/again"
+  $PY benchmarks/gpu_quick.py --out "$OUT/again" 2>&1 | tee "$OUT/again/bench.log" | tail -40
+fi
 
 left=$(( deadline - $(date +%s) - 15 ))
 step "benchmarks harness (run.py --device cuda --quick, ${left} s left)"
