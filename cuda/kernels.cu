@@ -5,8 +5,9 @@
 //     of wider rows. A pack's row and column come from one 32-bit division by a magic multiply;
 //   strided: any other layout, each element's offsets from the iterator's sizes and byte strides.
 // flat and rows load and store 16-byte packs when every address and row stride allows.
-// Grid-stride loops with int64_t indices (tensors past 2^31 elements), as many blocks as fit on the
-// GPU at once (the occupancy of each kernel), math in opmath (float for half/bfloat16). Summing
+// Grid-stride loops with int64_t indices (tensors past 2^31 elements), eight times as many blocks as fit
+// on the GPU at once (the occupancy of each kernel; PYEXT_CUDA_WAVES), math in opmath (float for
+// half/bfloat16; for 16-bit elements the hardware's approximate exp2/log2, math16.cuh). Summing
 // (loss 'mean'/'sum'): per-thread opmath sums, a block reduction to one partial per block, then one
 // block adds the partials in double: deterministic for a given size.
 #include <ATen/Dispatch.h>
@@ -28,20 +29,17 @@
 // Build-time knobs, measured with tests/gpu_check.sh's VARIANTS:
 //   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel asks the compiler to fit on one SM
 //     (__launch_bounds__'s second argument, which caps registers);
-//   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps);
-//   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
-//   PYEXT_CUDA_PREFETCH: 1 (default) to load a thread's next pack before the math of the current one, 0 not to.
+//   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps; 8 measured
+//     faster than 1 on an H200, benchmarks/NOTES.md, session 8);
+//   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
-#define PYEXT_CUDA_MIN_BLOCKS 4
+#define PYEXT_CUDA_MIN_BLOCKS 1
 #endif
 #ifndef PYEXT_CUDA_WAVES
-#define PYEXT_CUDA_WAVES 1
+#define PYEXT_CUDA_WAVES 8
 #endif
 #ifndef PYEXT_CUDA_FAST16
 #define PYEXT_CUDA_FAST16 1
-#endif
-#ifndef PYEXT_CUDA_PREFETCH
-#define PYEXT_CUDA_PREFETCH 1
 #endif
 
 namespace pyext {
@@ -114,7 +112,6 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
   constexpr int N = Op::arity;
   constexpr auto seq = std::make_index_sequence<N>{};
   constexpr int64_t kSize = sizeof(scalar_t);
-  constexpr bool kPrefetch = PYEXT_CUDA_PREFETCH;
 
   acc_t fixed[N];  // constants, and broadcast values read once
 #pragma unroll
@@ -176,33 +173,16 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
       }
     };
     const int64_t packs = n / VEC;  // rows: every row holds whole packs
-    // Loads pack i's tensor arguments (rows: and its per-row values) into `into`; returns its place.
-    auto load = [&](int64_t i, P (&into)[N]) -> Spot {
+    for (int64_t i = first; i < packs; i += stride) {
       const Spot at = spot(i);
+      P loaded[N];
 #pragma unroll
       for (int k = 0; k < N; ++k) {
         if (p.kind[k] == kTensor) {
-          into[k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at));
+          loaded[k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at));
         } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
-          into[k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at.row * p.row_stride[k + 1]);
+          loaded[k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at.row * p.row_stride[k + 1]);
         }
-      }
-      return at;
-    };
-    // kPrefetch: a thread loads its next pack before the math of this one, whose latency then hides the loads'.
-    P next[N] = {};
-    Spot next_at{};
-    if (kPrefetch && first < packs) next_at = load(first, next);
-    for (int64_t i = first; i < packs; i += stride) {
-      P loaded[N];
-      Spot at;
-      if constexpr (kPrefetch) {
-        at = next_at;
-#pragma unroll
-        for (int k = 0; k < N; ++k) loaded[k] = next[k];
-        if (i + stride < packs) next_at = load(i + stride, next);
-      } else {
-        at = load(i, loaded);
       }
       P result;
 #pragma unroll
