@@ -447,6 +447,18 @@ TORCH_LIBRARY_IMPL(pyext, Autograd, m) {
   m.impl("mse_loss_backward", [](const Tensor& g, const Tensor& x, const Tensor& y, int64_t reduction) {
     return record<MseBackwardFunction>(g, x, y, reduction);
   });
+
+  // The SGD step records no gradient and, like torch's fused step, runs whatever the grad mode (optimizers
+  // call it under no_grad). Its own entry here only spares it autograd's boxed fallback, which would copy
+  // its three lists of tensors into boxed values on every step.
+  m.impl("sgd_step_", [](at::TensorList params, at::TensorList grads, at::TensorList momentum_buffers, double lr,
+                         double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
+                         bool is_first_step, const OptTensor& lr_tensor, const OptTensor& grad_scale,
+                         const OptTensor& found_inf) {
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    call::sgd_step_(params, grads, momentum_buffers, lr, momentum, dampening, weight_decay, nesterov, maximize,
+                    is_first_step, lr_tensor, grad_scale, found_inf);
+  });
 }
 
 }  // namespace pyext

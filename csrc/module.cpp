@@ -76,10 +76,15 @@ PyTypeObject* parameter_type = nullptr;  // torch.nn.Parameter: a subclass with 
 template <typename T>
 T from_python(PyObject* o);
 
+// A torch.Tensor or torch.nn.Parameter, not a subclass
+bool is_plain_tensor(PyObject* o) {
+  const PyTypeObject* type = Py_TYPE(o);
+  return type == reinterpret_cast<PyTypeObject*>(THPVariableClass) || type == parameter_type;
+}
+
 template <>
 at::Tensor from_python<at::Tensor>(PyObject* o) {
-  const PyTypeObject* type = Py_TYPE(o);
-  if (type != reinterpret_cast<PyTypeObject*>(THPVariableClass) && type != parameter_type) throw NotTaken{};
+  if (!is_plain_tensor(o)) throw NotTaken{};
   return THPVariable_Unpack(o);
 }
 template <>
@@ -176,6 +181,28 @@ struct Eager<fn> {
 
 using at::Tensor;
 
+// Whether the lists hold plain, strided (not sparse) tensors, all of the first one's device and dtype:
+// pyext.optim.SGD's step then has one group and skips torch's grouping (which builds new lists: 95 us for
+// three lists of 540 tensors; this, 10 us).
+PyObject* one_device_and_dtype(PyObject*, PyObject* const* lists, Py_ssize_t count) {
+  HANDLE_TH_ERRORS
+  const at::Tensor* first = nullptr;
+  for (Py_ssize_t l = 0; l < count; ++l) {
+    if (!PyList_CheckExact(lists[l])) Py_RETURN_FALSE;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists[l]); ++i) {
+      PyObject* o = PyList_GET_ITEM(lists[l], i);
+      if (!is_plain_tensor(o)) Py_RETURN_FALSE;
+      const at::Tensor& t = THPVariable_Unpack(o);
+      if (first == nullptr) first = &t;
+      if (t.layout() != at::kStrided || t.device() != first->device() || t.scalar_type() != first->scalar_type()) {
+        Py_RETURN_FALSE;
+      }
+    }
+  }
+  Py_RETURN_TRUE;
+  END_HANDLE_TH_ERRORS
+}
+
 // An overload of a pyext::call function, by its type.
 template <typename Signature>
 constexpr Signature* overload(Signature* fn) { return fn; }
@@ -186,6 +213,8 @@ PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "What this build of pyext's kernels was compiled with."},
     {"_parallel_for_threads", parallel_for_threads, METH_NOARGS,
      "How many threads at::parallel_for runs on inside pyext's kernels now."},
+    {"_one_device_and_dtype", reinterpret_cast<PyCFunction>(one_device_and_dtype), METH_FASTCALL,
+     "Whether the lists hold plain, strided tensors (no subclasses) of one device and dtype."},
     PYEXT_EAGER("add_Tensor", overload<Tensor(const Tensor&, const Tensor&, const c10::Scalar&)>(pyext::call::add)),
     PYEXT_EAGER("add_Scalar",
                 overload<Tensor(const Tensor&, const c10::Scalar&, const c10::Scalar&)>(pyext::call::add)),

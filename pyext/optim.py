@@ -72,32 +72,45 @@ class SGD(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, group, grad_scale: Optional[Tensor], found_inf: Optional[Tensor]):
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            return
-        grads = [p.grad for p in params]
-        if any(g.is_sparse for g in grads):
-            raise RuntimeError("pyext.optim.SGD does not support sparse gradients")
+        # The parameters that have a gradient, with their momentum buffers (None before their first step), in
+        # one pass: this Python is most of the step's cost on a GPU for many small tensors.
         momentum = group["momentum"]
         state = self.state
-        buffers = [state[p].get("momentum_buffer") for p in params] if momentum != 0 else [None] * len(params)
-        # One kernel call per device and dtype (torch's grouping, in C++), and per first step or not.
-        groups = _group_tensors_by_device_and_dtype([params, grads, buffers])
-        for (device, _), ((ps, gs, bs), _) in groups.items():
-            if momentum == 0:
-                self._call(group, device, ps, gs, [], False, grad_scale, found_inf)
+        params, grads, buffers = [], [], []
+        fresh = False  # some parameter has no momentum buffer yet
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
                 continue
-            fresh = [i for i, b in enumerate(bs) if b is None]  # first step: the kernel fills the buffer
-            if not fresh:
+            params.append(p)
+            grads.append(g)
+            if momentum != 0:
+                b = state[p].get("momentum_buffer")
+                fresh = fresh or b is None
+                buffers.append(b)
+        if not params:
+            return
+        # One kernel call per device and dtype (torch's grouping, in C++, for tensors of several; one device and
+        # dtype, the usual case, skips it) and per first step or not.
+        if _C._one_device_and_dtype(params, grads):
+            groups = [(params[0].device, params, grads, buffers)]
+        else:
+            if any(g.is_sparse for g in grads):
+                raise RuntimeError("pyext.optim.SGD does not support sparse gradients")
+            grouped = _group_tensors_by_device_and_dtype([params, grads, buffers or [None] * len(params)])
+            groups = [(device, ps, gs, bs if buffers else []) for (device, _), ((ps, gs, bs), _) in grouped.items()]
+        for device, ps, gs, bs in groups:
+            first = [i for i, b in enumerate(bs) if b is None] if fresh else []  # the kernel fills their buffers
+            if not first:
                 self._call(group, device, ps, gs, bs, False, grad_scale, found_inf)
                 continue
             kept = [i for i, b in enumerate(bs) if b is not None]
-            for i in fresh:
+            for i in first:
                 bs[i] = state[ps[i]]["momentum_buffer"] = torch.empty_like(ps[i], memory_format=torch.preserve_format)
-            for first, index in ((True, fresh), (False, kept)):
+            for is_first, index in ((True, first), (False, kept)):
                 if index:
                     self._call(group, device, [ps[i] for i in index], [gs[i] for i in index],
-                               [bs[i] for i in index], first, grad_scale, found_inf)
+                               [bs[i] for i in index], is_first, grad_scale, found_inf)
 
     @staticmethod
     def _call(group, device, params, grads, buffers, first: bool, grad_scale: Optional[Tensor],

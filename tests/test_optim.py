@@ -2,6 +2,7 @@
 model, state_dict both ways, schedulers, GradScaler with a skipped step, many tensors of mixed sizes,
 mixed dtypes in one group, validation errors."""
 import copy
+import re
 
 import pytest
 import torch
@@ -294,3 +295,26 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.pyext.sgd_step_.default, (params, grads, buffers),
                           dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=True,
                                maximize=False, is_first_step=False))
+
+
+def test_step_op_has_its_own_autograd_kernel():
+    """sgd_step_'s Autograd kernel redispatches (autograd's boxed fallback would copy its three lists into
+    boxed values on every step); like torch's fused step, it runs whatever the grad mode."""
+    assert re.search(r"Autograd\[alias\]: registered at .*autograd\.cpp", torch._C._dispatch_dump("pyext::sgd_step_"))
+    p = torch.ones(3, requires_grad=True)
+    torch.ops.pyext.sgd_step_([p], [torch.ones(3)], [], lr=0.5, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                              nesterov=False, maximize=False, is_first_step=False)
+    assert p.tolist() == [0.5, 0.5, 0.5]
+
+
+def test_one_device_and_dtype():
+    """The step's test for skipping torch's grouping: plain strided tensors of one device and dtype."""
+    a, b = torch.zeros(2), torch.zeros(3, requires_grad=True)
+    assert pyext._C._one_device_and_dtype([a, b], [b])
+    assert pyext._C._one_device_and_dtype([], [])
+    assert not pyext._C._one_device_and_dtype([a], [b.double()])
+    assert not pyext._C._one_device_and_dtype([a], [a.to_sparse()])
+    assert not pyext._C._one_device_and_dtype([a], (a,))
+    assert not pyext._C._one_device_and_dtype([a.as_subclass(type("Sub", (torch.Tensor,), {}))])
+    if torch.cuda.is_available() and pyext.build_info()["cuda"]:
+        assert not pyext._C._one_device_and_dtype([a, a.cuda()])
