@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU check, run on the lent GPU machine in one call (at most GPU_CHECK_SECONDS, default 480; on an
-# H200: build 65 s, CUDA tests 75 s, the two sanitizers about 100 s, gpu_quick.py 10 s, run.py the rest):
+# H200: build 65 s, CUDA tests 70-90 s, the two sanitizers about 100 s, ncu 30 s, gpu_quick.py 15 s per
+# build, run.py the rest):
 #   1. builds pyext with that machine's own torch (CUDA arch of the visible GPU),
 #   2. runs the CUDA tests (none may skip for want of a GPU; CI runs the CPU ones),
 #   3. prints the accuracy of the math on the GPU (float32 over every 101st float, 16-bit over every value),
-#      then runs compute-sanitizer memcheck and racecheck over tests/sanitize_ops.py,
+#      runs compute-sanitizer memcheck and racecheck over tests/sanitize_ops.py, and ncu over the BCE
+#      forward kernels (ours and torch's),
 #   4. runs the quick GPU benchmark (benchmarks/gpu_quick.py), then the benchmarks harness in its quick
 #      mode (benchmarks/run.py: float32 and bfloat16 at 2^24 and 2^28, SGD on 540 tensors, the tutorial
 #      step eager and in a CUDA graph) in the time left, whose CSV and plots go to $OUT/results/:
@@ -95,11 +97,15 @@ for x, y in inputs:
 torch.cuda.synchronize()
 torch.cuda.cudart().cudaProfilerStop()
 PY
-[ "${NCU_SECONDS:-90}" -gt 0 ] && timeout "${NCU_SECONDS:-90}" ncu --clock-control none --profile-from-start off --launch-count 8 \
-  --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section InstructionStats \
-  $PY /tmp/pyext_ncu_bce.py > "$OUT/ncu_bce.log" 2>&1
-echo "ncu rc=$? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_bce.log") kernels profiled): $OUT/ncu_bce.log"
-grep -E "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Issued Ipc|Executed Instructions  |Warp Cycles Per Issued" "$OUT/ncu_bce.log" | head -90
+if [ "${NCU_SECONDS:-90}" -gt 0 ]; then
+  timeout "${NCU_SECONDS:-90}" ncu --clock-control none --profile-from-start off --launch-count 8 \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section InstructionStats $PY /tmp/pyext_ncu_bce.py > "$OUT/ncu_bce.log" 2>&1
+  echo "ncu rc=$? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_bce.log") kernels profiled): $OUT/ncu_bce.log"
+  grep -E "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy" \
+    "$OUT/ncu_bce.log" | head -60
+  grep -E "Executed Instructions  |Warp Cycles Per Issued" "$OUT/ncu_bce.log" | head -20
+fi
 
 step "benchmark"
 $PY benchmarks/gpu_quick.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -40
