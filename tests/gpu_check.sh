@@ -108,8 +108,8 @@ if [ "${NCU_SECONDS:-90}" -gt 0 ]; then
 fi
 
 step "benchmark"
+wait  # the variants' builds: no timing while they compile (the losses' host sync felt them: session 8)
 $PY benchmarks/gpu_quick.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -40
-wait  # the variants' builds
 commit=${PYEXT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
 for define in ${VARIANTS:-}; do
   step "benchmark, variant $define"
