@@ -19,6 +19,7 @@ namespace cuda {
 
 // exp, log and log1p replaced; abs, max and min are Math<float>'s.
 struct Math16 : Math<float> {
+  static constexpr float kLn2 = 0.693147180559945309f;
   static __device__ __forceinline__ float exp2_approx(float x) {
     float y;
     asm("ex2.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -45,12 +46,12 @@ struct Math16 : Math<float> {
   // x - 1 is exact near 1 (Sterbenz)
   static __device__ __forceinline__ float log(float x) {
     const float d = x - 1.0f;
-    return fabsf(d) < 0.03125f ? log1p_series(d) : 0.693147180559945309f * log2_approx(x);
+    return fabsf(d) < 0.03125f ? log1p_series(d) : kLn2 * log2_approx(x);
   }
   // away from 0, rounding 1 + x adds at most 2^-24 absolute to the log, 2^-19 relative; 1 + x is never
   // subnormal (floats near -1 are 2^-24 apart)
   static __device__ __forceinline__ float log1p(float x) {
-    return fabsf(x) < 0.03125f ? log1p_series(x) : 0.693147180559945309f * log2_approx_normal(1.0f + x);
+    return fabsf(x) < 0.03125f ? log1p_series(x) : kLn2 * log2_approx_normal(1.0f + x);
   }
 };
 
