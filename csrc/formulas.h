@@ -70,6 +70,7 @@ struct BceOp {
   static constexpr bool kIsLoss = true;  // a forward loss: may be summed
   static constexpr int arity = 3;  // x, y, w
   static constexpr bool kUnitIntervalArgs = true;  // arguments 0 and 1 are checked to lie in [0, 1]
+  static constexpr unsigned kOptionalArgs = 0b100;  // w: 1 when absent
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T x, T y, T w) const {
     const T loss = (y - T(1)) * M::max(M::log1p(-x), T(-100)) - y * M::max(M::log(x), T(-100));
@@ -81,6 +82,7 @@ struct BceOp {
 template <typename acc_t>
 struct BceBackwardOp {
   static constexpr int arity = 4;  // g, x, y, w
+  static constexpr unsigned kGradArg = 0b0001, kOptionalArgs = 0b1000;
   acc_t divisor;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T y, T w) const {
@@ -93,6 +95,7 @@ struct BceBackwardOp {
 template <typename acc_t>
 struct BceTargetBackwardOp {
   static constexpr int arity = 3;  // g, x, w
+  static constexpr unsigned kGradArg = 0b001, kOptionalArgs = 0b100;
   acc_t divisor;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T w) const {
@@ -113,6 +116,7 @@ template <typename acc_t>
 struct BceLogitsOp {
   static constexpr bool kIsLoss = true;  // a forward loss: may be summed
   static constexpr int arity = 4;  // x, y, w, p
+  static constexpr unsigned kOptionalArgs = 0b1100;  // w, p: 1 when absent
   bool has_pos_weight;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T x, T y, T w, T p) const {
@@ -126,6 +130,7 @@ struct BceLogitsOp {
 template <typename acc_t>
 struct BceLogitsBackwardOp {
   static constexpr int arity = 5;  // g, x, y, w, p
+  static constexpr unsigned kGradArg = 0b00001, kOptionalArgs = 0b11000;
   bool has_pos_weight;
   acc_t divisor;
   template <typename T, typename M = Math<T>>
@@ -146,6 +151,7 @@ struct BceLogitsBackwardOp {
 template <typename acc_t>
 struct BceLogitsTargetBackwardOp {
   static constexpr int arity = 4;  // g, x, w, p
+  static constexpr unsigned kGradArg = 0b0001, kOptionalArgs = 0b1100;
   bool has_pos_weight;
   acc_t divisor;
   template <typename T, typename M = Math<T>>
@@ -173,6 +179,7 @@ struct MseOp {
 template <typename acc_t>
 struct MseBackwardOp {
   static constexpr int arity = 3;  // g, x, y
+  static constexpr unsigned kGradArg = 0b001;
   acc_t norm;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T y) const { return T(norm) * (x - y) * g; }
@@ -260,6 +267,18 @@ struct ChecksUnitInterval : std::false_type {};
 template <typename Op>
 struct ChecksUnitInterval<Op, std::void_t<decltype(Op::kUnitIntervalArgs)>>
     : std::bool_constant<Op::kUnitIntervalArgs> {};
+
+// The arguments a call often gives one value for every element (bit k: argument k): kGradArg, the incoming
+// gradient of a loss backward (one value after 'mean' or 'sum'), and kOptionalArgs, a loss's optional
+// weights (1 when absent). The GPU's flat loop is compiled for these patterns (cuda/kernels.cu).
+template <typename Op, typename = void>
+struct GradArg : std::integral_constant<unsigned, 0> {};
+template <typename Op>
+struct GradArg<Op, std::void_t<decltype(Op::kGradArg)>> : std::integral_constant<unsigned, Op::kGradArg> {};
+template <typename Op, typename = void>
+struct OptionalArgs : std::integral_constant<unsigned, 0> {};
+template <typename Op>
+struct OptionalArgs<Op, std::void_t<decltype(Op::kOptionalArgs)>> : std::integral_constant<unsigned, Op::kOptionalArgs> {};
 
 // Whether a formula is a forward loss, the only formulas the summing loops instantiate.
 template <typename Op, typename = void>

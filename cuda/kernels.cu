@@ -4,7 +4,9 @@
 //     each row a contiguous run or one value per row: (N, 1024) * (1024,), (N, 1) * (N, 1024), slices
 //     of wider rows. A pack's row and column come from one 32-bit division by a magic multiply;
 //   strided: any other layout, each element's offsets from the iterator's sizes and byte strides.
-// flat and rows load and store 16-byte packs when every address and row stride allows.
+// flat and rows load and store 16-byte packs when every address and row stride allows. The flat kernel in
+// packs is also compiled for each formula's common argument patterns (which arguments are tensors, which
+// one value: formulas.h's kGradArg, kOptionalArgs), the others reading each argument's kind from the plan.
 // Grid-stride loops with int64_t indices (tensors past 2^31 elements), eight times as many blocks as fit
 // on the GPU at once (the occupancy of each kernel; PYEXT_CUDA_WAVES), math in opmath (float for
 // half/bfloat16; for 16-bit elements the hardware's approximate exp2/log2, math16.cuh). Summing
@@ -31,7 +33,9 @@
 //     (__launch_bounds__'s second argument, which caps registers);
 //   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps; 8 measured
 //     faster than 1 on an H200, benchmarks/NOTES.md, session 8);
-//   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision.
+//   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
+//   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
+//     0 for one flat kernel that reads every argument's kind from the plan.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
 #endif
@@ -40,6 +44,9 @@
 #endif
 #ifndef PYEXT_CUDA_FAST16
 #define PYEXT_CUDA_FAST16 1
+#endif
+#ifndef PYEXT_CUDA_SPECIALIZE
+#define PYEXT_CUDA_SPECIALIZE 1
 #endif
 
 namespace pyext {
@@ -53,6 +60,12 @@ enum class Layout { kFlat, kRows, kStrided };
 // Where a formula argument comes from: a host constant, one value for every element, one element
 // per element, or (rows layout) one value per row.
 enum ArgKind : int8_t { kConstant, kBroadcast, kTensor, kPerRow };
+
+// A kernel's TENSORS parameter: bit k set when argument k is read element by element (kTensor), the others
+// being one value (kConstant or kBroadcast), known when the kernel is compiled; or kKindsFromPlan, every
+// kind read from the plan at run time. Known kinds leave out the per-element choice of source and the
+// registers of packs never loaded: float32 BCE forward 60 -> 48 registers (sm_90; benchmarks/NOTES.md).
+constexpr unsigned kKindsFromPlan = ~0u;
 
 // Everything a kernel needs, passed by value. Byte strides; index 0 of a stride array is the
 // output's, index k + 1 argument k's.
@@ -102,8 +115,9 @@ struct Spot {
 };
 
 // One kernel for every layout. VEC elements per pack (VEC > 1 only where every address allows
-// 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them.
-template <int VEC, Layout L, bool kSum, typename scalar_t, typename Op>
+// 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
+// arguments read element by element, or kKindsFromPlan.
+template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
 __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
@@ -112,6 +126,14 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
   constexpr int N = Op::arity;
   constexpr auto seq = std::make_index_sequence<N>{};
   constexpr int64_t kSize = sizeof(scalar_t);
+  static_assert(TENSORS == kKindsFromPlan || L == Layout::kFlat, "known kinds: the flat layout only");
+  auto is_tensor = [&](int k) -> bool {
+    if constexpr (TENSORS == kKindsFromPlan) {
+      return p.kind[k] == kTensor;
+    } else {
+      return (TENSORS >> k) & 1u;
+    }
+  };
 
   acc_t fixed[N];  // constants, and broadcast values read once
 #pragma unroll
@@ -146,7 +168,7 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
       acc_t a[N];
 #pragma unroll
       for (int k = 0; k < N; ++k) {
-        a[k] = p.kind[k] == kTensor ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k] + off[k + 1])) : fixed[k];
+        a[k] = is_tensor(k) ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k] + off[k + 1])) : fixed[k];
       }
       const acc_t r = finish(a);
       if constexpr (kSum) {
@@ -178,7 +200,7 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
       P loaded[N];
 #pragma unroll
       for (int k = 0; k < N; ++k) {
-        if (p.kind[k] == kTensor) {
+        if (is_tensor(k)) {
           loaded[k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at));
         } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
           loaded[k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at.row * p.row_stride[k + 1]);
@@ -190,7 +212,7 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
         acc_t a[N];
 #pragma unroll
         for (int k = 0; k < N; ++k) {
-          a[k] = p.kind[k] == kTensor                         ? acc_t(loaded[k].v[j])
+          a[k] = is_tensor(k)                                 ? acc_t(loaded[k].v[j])
                  : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[k].v[0])
                                                               : fixed[k];
         }
@@ -208,7 +230,7 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
         acc_t a[N];
 #pragma unroll
         for (int k = 0; k < N; ++k) {
-          a[k] = p.kind[k] == kTensor ? acc_t(reinterpret_cast<const scalar_t*>(p.in[k])[i]) : fixed[k];
+          a[k] = is_tensor(k) ? acc_t(reinterpret_cast<const scalar_t*>(p.in[k])[i]) : fixed[k];
         }
         const acc_t r = finish(a);
         if constexpr (kSum) {
@@ -266,11 +288,11 @@ int read_errors(const int* errors, cudaStream_t stream) {
 // many blocks as fit on the GPU at once (times PYEXT_CUDA_WAVES), fewer when the work is smaller.
 // The blocks that fit on an SM follow from the kernel's registers: asked once, of the first GPU it
 // runs on.
-template <int VEC, Layout L, bool kSum, typename scalar_t, typename Op>
+template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
 void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, const at::Tensor* sum_out,
                    double divisor, int* errors, int device, cudaStream_t stream) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr auto kernel = map_kernel<VEC, L, kSum, scalar_t, Op>;
+  constexpr auto kernel = map_kernel<VEC, L, kSum, TENSORS, scalar_t, Op>;
   static const int resident = [] {
     int v = 0;
     C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, kThreads, 0));
@@ -370,21 +392,44 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   }
   int* errors_ptr = kCheck ? errors.data_ptr<int>() : nullptr;
 
+  // The arguments this call reads element by element, for the flat kernels compiled for known kinds.
+  unsigned tensors = 0;
+  for (int k = 0; k < N; ++k) tensors |= p.kind[k] == kTensor ? 1u << k : 0u;
+
   auto launch = [&](auto sum_tag) {
     constexpr bool kSumming = decltype(sum_tag)::value;
-    auto go = [&](auto vec_tag, auto layout_tag) {
-      launch_kernel<decltype(vec_tag)::value, decltype(layout_tag)::value, kSumming>(p, n, op, sum_out, divisor,
-                                                                                     errors_ptr, device, stream);
+    using std::integral_constant;
+    auto go = [&](auto vec_tag, auto layout_tag, auto tensors_tag) {
+      launch_kernel<decltype(vec_tag)::value, decltype(layout_tag)::value, kSumming, decltype(tensors_tag)::value>(
+          p, n, op, sum_out, divisor, errors_ptr, device, stream);
     };
-    using Flat = std::integral_constant<Layout, Layout::kFlat>;
-    using Rows = std::integral_constant<Layout, Layout::kRows>;
-    using Strided = std::integral_constant<Layout, Layout::kStrided>;
-    using Packs = std::integral_constant<int, kVec>;
-    using Single = std::integral_constant<int, 1>;
+    using Flat = integral_constant<Layout, Layout::kFlat>;
+    using Rows = integral_constant<Layout, Layout::kRows>;
+    using Strided = integral_constant<Layout, Layout::kStrided>;
+    using Packs = integral_constant<int, kVec>;
+    using Single = integral_constant<int, 1>;
+    using FromPlan = integral_constant<unsigned, kKindsFromPlan>;
+    // Flat in packs with a common pattern of kinds: every argument a tensor but for the incoming gradient,
+    // the optional weights, both or neither being one value (formulas.h); not for double, rarely hot.
+    auto known = [&](auto uniform_tag) -> bool {
+      constexpr unsigned kTensors = ((1u << N) - 1) & ~decltype(uniform_tag)::value;
+      if (tensors != kTensors) return false;
+      go(Packs{}, Flat{}, integral_constant<unsigned, kTensors>{});
+      return true;
+    };
+    if constexpr (PYEXT_CUDA_SPECIALIZE && !std::is_same_v<scalar_t, double>) {
+      constexpr unsigned kGrad = GradArg<Op>::value, kOptional = OptionalArgs<Op>::value;
+      if (layout == Layout::kFlat && vec &&
+          (known(integral_constant<unsigned, 0>{}) || known(integral_constant<unsigned, kGrad>{}) ||
+           known(integral_constant<unsigned, kOptional>{}) ||
+           known(integral_constant<unsigned, kGrad | kOptional>{}))) {
+        return;
+      }
+    }
     switch (layout) {
-      case Layout::kFlat: return vec ? go(Packs{}, Flat{}) : go(Single{}, Flat{});
-      case Layout::kRows: return vec ? go(Packs{}, Rows{}) : go(Single{}, Rows{});
-      case Layout::kStrided: return go(Single{}, Strided{});
+      case Layout::kFlat: return vec ? go(Packs{}, Flat{}, FromPlan{}) : go(Single{}, Flat{}, FromPlan{});
+      case Layout::kRows: return vec ? go(Packs{}, Rows{}, FromPlan{}) : go(Single{}, Rows{}, FromPlan{});
+      case Layout::kStrided: return go(Single{}, Strided{}, FromPlan{});
     }
   };
   if (!sum_out) {

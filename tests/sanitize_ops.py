@@ -38,7 +38,9 @@ def main(device="cuda"):
                 for reduction in ("none", "mean", "sum"):
                     outs += [
                         P.binary_cross_entropy(x, y, w, reduction=reduction),
+                        P.binary_cross_entropy(x, y, reduction=reduction),
                         P.binary_cross_entropy_with_logits(x, y, w, pos_weight=w, reduction=reduction),
+                        P.binary_cross_entropy_with_logits(x, y, reduction=reduction),
                         P.mse_loss(x, y, reduction=reduction),
                     ]
                 total = sum(o.float().sum() for o in outs)

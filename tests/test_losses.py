@@ -91,6 +91,41 @@ def test_bce_with_logits_weights(device, dtype, shape, weight, pos_weight, reduc
     )
 
 
+@pytest.mark.parametrize("device", DEVICES[1:])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_flat_cuda_kernels_know_the_argument_kinds(loss, device, dtype, weighted, reduction):
+    """Contiguous inputs in the common argument patterns (the incoming gradient one value after 'mean' and
+    'sum', a tensor after 'none'; the weights all absent or all given) run the flat kernels compiled for
+    those kinds (cuda/kernels.cu), never the one that reads each argument's kind from its plan; and they
+    match torch."""
+    if loss == "mse" and weighted:
+        pytest.skip("mse_loss takes no weight")
+    ours, theirs, values, _ = LOSSES[loss]
+    low, high = values or (-3.0, 3.0)
+    x = make((4096,), dtype, device, low=low, high=high).requires_grad_()
+    y = make((4096,), dtype, device, low=0.0, high=1.0).requires_grad_()
+    kw = {}
+    if weighted:
+        kw["weight"] = make((4096,), dtype, device, low=0.5, high=2.0)
+        if loss == "bce_with_logits":
+            kw["pos_weight"] = make((4096,), dtype, device, low=0.5, high=2.0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        check_against_torch(
+            lambda a, b: ours(a, b, reduction=reduction, **kw),
+            lambda a, b: theirs(a, b, reduction=reduction, **kw),
+            [x, y], dtype, upcast=True,
+        )
+        torch.cuda.synchronize()
+    ours_kernels = {e.name for e in prof.events() if "map_kernel" in e.name}
+    # forward; backward for the input and for the target (and the summing's second kernel is not a map)
+    assert len(ours_kernels) >= 3, ours_kernels
+    from_plan = [name for name in ours_kernels if "4294967295" in name]  # kKindsFromPlan, ~0u
+    assert not from_plan, from_plan
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
