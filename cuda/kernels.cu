@@ -36,6 +36,8 @@
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
 //     0 for one flat kernel that reads every argument's kind from the plan.
+//   PYEXT_CUDA_PACKS: packs a thread loads before computing any (1 default; torch's loops load 8 elements,
+//     two float packs).
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
 #endif
@@ -47,6 +49,9 @@
 #endif
 #ifndef PYEXT_CUDA_SPECIALIZE
 #define PYEXT_CUDA_SPECIALIZE 1
+#endif
+#ifndef PYEXT_CUDA_PACKS
+#define PYEXT_CUDA_PACKS 1
 #endif
 
 namespace pyext {
@@ -195,35 +200,46 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
       }
     };
     const int64_t packs = n / VEC;  // rows: every row holds whole packs
-    for (int64_t i = first; i < packs; i += stride) {
-      const Spot at = spot(i);
-      P loaded[N];
+    // Each step: U packs, stride apart, all loaded before any is computed (loads in flight per thread).
+    constexpr int U = PYEXT_CUDA_PACKS;
+    for (int64_t i0 = first; i0 < packs; i0 += U * stride) {
+      Spot at[U];
+      P loaded[U][N];
 #pragma unroll
-      for (int k = 0; k < N; ++k) {
-        if (is_tensor(k)) {
-          loaded[k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at));
-        } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
-          loaded[k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at.row * p.row_stride[k + 1]);
-        }
-      }
-      P result;
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) {
-        acc_t a[N];
+      for (int u = 0; u < U; ++u) {
+        if (u > 0 && i0 + u * stride >= packs) break;
+        at[u] = spot(i0 + u * stride);
 #pragma unroll
         for (int k = 0; k < N; ++k) {
-          a[k] = is_tensor(k)                                 ? acc_t(loaded[k].v[j])
-                 : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[k].v[0])
-                                                              : fixed[k];
-        }
-        const acc_t r = finish(a);
-        if constexpr (kSum) {
-          sum += r;
-        } else {
-          result.v[j] = static_cast<scalar_t>(r);
+          if (is_tensor(k)) {
+            loaded[u][k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at[u]));
+          } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
+            loaded[u][k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at[u].row * p.row_stride[k + 1]);
+          }
         }
       }
-      if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at)) = result;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (u > 0 && i0 + u * stride >= packs) break;
+        P result;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          acc_t a[N];
+#pragma unroll
+          for (int k = 0; k < N; ++k) {
+            a[k] = is_tensor(k)                                 ? acc_t(loaded[u][k].v[j])
+                   : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[u][k].v[0])
+                                                                : fixed[k];
+          }
+          const acc_t r = finish(a);
+          if constexpr (kSum) {
+            sum += r;
+          } else {
+            result.v[j] = static_cast<scalar_t>(r);
+          }
+        }
+        if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at[u])) = result;
+      }
     }
     if constexpr (L == Layout::kFlat) {
       for (int64_t i = packs * VEC + first; i < n; i += stride) {  // the tail, fewer than VEC elements
