@@ -1,10 +1,12 @@
 """Quick GPU benchmark (part of tests/gpu_check.sh): pyext against torch eager on the elementwise
 ops and losses, with the fraction of the copy bandwidth measured in the same run.
 
-Bytes moved (napkin math, n elements of b bytes): unary and binary maps read each input once and
-write the output once (2nb for sigmoid, 3nb for add/mul, 2nb + (n/1024)b for the broadcast row);
-a reduced loss reads its two inputs (2nb); BCE forward+backward with 'mean' reads x, y twice and
-writes the gradient (5nb). Timing: CUDA events around each call, after warm-up, median of 20.
+Each size and dtype starts with torch's own copy of that many elements: its % of the large copy is the
+ceiling a map of that size can reach (launch and tail included). Bytes moved (napkin math, n elements of
+b bytes): unary and binary maps read each input once and write the output once (2nb for sigmoid, 3nb
+for add/mul, 2nb + (n/1024)b for the broadcast row); a reduced loss reads its two inputs (2nb); BCE
+forward+backward with 'mean' reads x, y twice and writes the gradient (5nb). Timing: CUDA events around
+each call, after warm-up, median of 20.
 """
 import argparse
 import csv
@@ -107,6 +109,17 @@ def main():
     print(header)
     for log2n in args.sizes:
         for dtype in (torch.float32, torch.bfloat16):
+            # the ceiling at this size: torch's copy of n elements (launch and tail included), against the large copy
+            src = torch.randn(2**log2n, dtype=dtype, device="cuda")
+            dst = torch.empty_like(src)
+            t_copy = time_ms(lambda: dst.copy_(src))
+            copy_gbs = 2 * src.numel() * src.element_size() / t_copy / 1e6
+            del src, dst
+            rows.append(dict(device=device, torch=torch.__version__, commit=commit, op="torch_copy", dtype=str(dtype)[6:],
+                             n=f"2^{log2n}", pyext_ms="", torch_ms=round(t_copy, 4), pyext_gbs="",
+                             pct_copy=round(100 * copy_gbs / copy, 1), speedup=""))
+            print(f"{'torch copy':<18} {str(dtype)[6:]:<9} {'2^' + str(log2n):>6} {'':>9} {t_copy:>9.4f} {copy_gbs:>10.0f} "
+                  f"{100 * copy_gbs / copy:>6.1f}%  (torch's)")
             for name, nbytes, ours, theirs in cases(2**log2n, dtype):
                 t_ours, t_torch = time_ms(ours), time_ms(theirs)
                 gbs = nbytes / t_ours / 1e6

@@ -29,17 +29,23 @@
 #include "math16.cuh"
 
 // Build-time knobs, measured with tests/gpu_check.sh's VARIANTS:
-//   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel asks the compiler to fit on one SM
-//     (__launch_bounds__'s second argument, which caps registers);
+//   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel that reads its argument kinds from the plan
+//     asks the compiler to fit on one SM (__launch_bounds__'s second argument, which caps registers: 6
+//     measured slower, session 8: those kernels then run more instructions);
+//   PYEXT_CUDA_MIN_BLOCKS_KNOWN: the same for the flat kernels with known kinds (6: at most 40 registers,
+//     75% occupancy; sm_90 SASS without spills and within 2% of the instructions of the uncapped code);
 //   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps; 8 measured
 //     faster than 1 on an H200, benchmarks/NOTES.md, session 8);
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
-//     0 for one flat kernel that reads every argument's kind from the plan.
+//     0 for one flat kernel that reads every argument's kind from the plan;
 //   PYEXT_CUDA_PACKS: packs a thread loads before computing any (1 default; torch's loops load 8 elements,
 //     two float packs).
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
+#endif
+#ifndef PYEXT_CUDA_MIN_BLOCKS_KNOWN
+#define PYEXT_CUDA_MIN_BLOCKS_KNOWN 6
 #endif
 #ifndef PYEXT_CUDA_WAVES
 #define PYEXT_CUDA_WAVES 8
@@ -123,7 +129,8 @@ struct Spot {
 // 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
 // arguments read element by element, or kKindsFromPlan.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
-__global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
+__global__ void __launch_bounds__(kThreads, TENSORS == kKindsFromPlan ? PYEXT_CUDA_MIN_BLOCKS
+                                                                     : PYEXT_CUDA_MIN_BLOCKS_KNOWN)
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
   using acc_t = at::opmath_type<scalar_t>;
