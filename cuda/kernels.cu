@@ -29,23 +29,15 @@
 #include "math16.cuh"
 
 // Build-time knobs, measured with tests/gpu_check.sh's VARIANTS:
-//   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel that reads its argument kinds from the plan
-//     asks the compiler to fit on one SM (__launch_bounds__'s second argument, which caps registers: 6
-//     measured slower, session 8: those kernels then run more instructions);
-//   PYEXT_CUDA_MIN_BLOCKS_KNOWN: the same for the flat kernels with known kinds (6: at most 40 registers,
-//     75% occupancy; sm_90 SASS without spills and within 2% of the instructions of the uncapped code);
+//   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel asks the compiler to fit on one SM
+//     (__launch_bounds__'s second argument, which caps registers);
 //   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps; 8 measured
 //     faster than 1 on an H200, benchmarks/NOTES.md, session 8);
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
-//     0 for one flat kernel that reads every argument's kind from the plan;
-//   PYEXT_CUDA_PACKS: packs a thread loads before computing any (1 default; torch's loops load 8 elements,
-//     two float packs).
+//     0 for one flat kernel that reads every argument's kind from the plan.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
-#endif
-#ifndef PYEXT_CUDA_MIN_BLOCKS_KNOWN
-#define PYEXT_CUDA_MIN_BLOCKS_KNOWN 6
 #endif
 #ifndef PYEXT_CUDA_WAVES
 #define PYEXT_CUDA_WAVES 8
@@ -55,9 +47,6 @@
 #endif
 #ifndef PYEXT_CUDA_SPECIALIZE
 #define PYEXT_CUDA_SPECIALIZE 1
-#endif
-#ifndef PYEXT_CUDA_PACKS
-#define PYEXT_CUDA_PACKS 1
 #endif
 
 namespace pyext {
@@ -129,8 +118,7 @@ struct Spot {
 // 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
 // arguments read element by element, or kKindsFromPlan.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
-__global__ void __launch_bounds__(kThreads, TENSORS == kKindsFromPlan ? PYEXT_CUDA_MIN_BLOCKS
-                                                                     : PYEXT_CUDA_MIN_BLOCKS_KNOWN)
+__global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -207,46 +195,35 @@ __global__ void __launch_bounds__(kThreads, TENSORS == kKindsFromPlan ? PYEXT_CU
       }
     };
     const int64_t packs = n / VEC;  // rows: every row holds whole packs
-    // Each step: U packs, stride apart, all loaded before any is computed (loads in flight per thread).
-    constexpr int U = PYEXT_CUDA_PACKS;
-    for (int64_t i0 = first; i0 < packs; i0 += U * stride) {
-      Spot at[U];
-      P loaded[U][N];
+    for (int64_t i = first; i < packs; i += stride) {
+      const Spot at = spot(i);
+      P loaded[N];
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (u > 0 && i0 + u * stride >= packs) break;
-        at[u] = spot(i0 + u * stride);
+      for (int k = 0; k < N; ++k) {
+        if (is_tensor(k)) {
+          loaded[k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at));
+        } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
+          loaded[k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at.row * p.row_stride[k + 1]);
+        }
+      }
+      P result;
+#pragma unroll
+      for (int j = 0; j < VEC; ++j) {
+        acc_t a[N];
 #pragma unroll
         for (int k = 0; k < N; ++k) {
-          if (is_tensor(k)) {
-            loaded[u][k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at[u]));
-          } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
-            loaded[u][k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at[u].row * p.row_stride[k + 1]);
-          }
+          a[k] = is_tensor(k)                                 ? acc_t(loaded[k].v[j])
+                 : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[k].v[0])
+                                                              : fixed[k];
+        }
+        const acc_t r = finish(a);
+        if constexpr (kSum) {
+          sum += r;
+        } else {
+          result.v[j] = static_cast<scalar_t>(r);
         }
       }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (u > 0 && i0 + u * stride >= packs) break;
-        P result;
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) {
-          acc_t a[N];
-#pragma unroll
-          for (int k = 0; k < N; ++k) {
-            a[k] = is_tensor(k)                                 ? acc_t(loaded[u][k].v[j])
-                   : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[u][k].v[0])
-                                                                : fixed[k];
-          }
-          const acc_t r = finish(a);
-          if constexpr (kSum) {
-            sum += r;
-          } else {
-            result.v[j] = static_cast<scalar_t>(r);
-          }
-        }
-        if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at[u])) = result;
-      }
+      if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at)) = result;
     }
     if constexpr (L == Layout::kFlat) {
       for (int64_t i = packs * VEC + first; i < n; i += stride) {  // the tail, fewer than VEC elements
