@@ -64,7 +64,7 @@ enum ArgKind : int8_t { kConstant, kBroadcast, kTensor, kPerRow };
 // A kernel's TENSORS parameter: bit k set when argument k is read element by element (kTensor), the others
 // being one value (kConstant or kBroadcast), known when the kernel is compiled; or kKindsFromPlan, every
 // kind read from the plan at run time. Known kinds leave out the per-element choice of source and the
-// registers of packs never loaded: float32 BCE forward 60 -> 48 registers (sm_90; benchmarks/NOTES.md).
+// registers of packs never loaded: float32 BCE forward 60 -> 47 registers (sm_90; benchmarks/NOTES.md).
 constexpr unsigned kKindsFromPlan = ~0u;
 
 // Everything a kernel needs, passed by value. Byte strides; index 0 of a stride array is the

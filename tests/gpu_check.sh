@@ -13,7 +13,8 @@
 #      commit those under benchmarks/results/<card>/.
 # VARIANTS="NAME=1 NAME=2,OTHER=4" also builds one copy per entry (nvcc -DNAME=1; -DNAME=2 -DOTHER=4; in the
 # background while the rest runs) and times each with gpu_quick.py beside the main build, which is timed
-# again after them (its second run gives the spread): tuning knobs compared on one card in one call.
+# again after them (its second run gives the spread): tuning knobs compared on one card in one call, in a
+# table printed last.
 # NCU_SECONDS=0 skips ncu; SANITIZERS="memcheck" runs one sanitizer.
 # RUN_PROVIDERS="pyext eager compile ..." picks run.py's providers (default: all but compile, whose compiles,
 # one per case, take minutes on the GPU machine).
@@ -134,6 +135,11 @@ if [ "$left" -gt 30 ]; then
   [ "$rc" = 0 ] || echo "run.py ended with rc=$rc (124: stopped at the deadline; the log has what it measured)"
 else
   echo "no time left for run.py"
+fi
+
+if [ -n "${VARIANTS:-}" ]; then
+  step "the variants side by side (ms; benchmarks/compare_variants.py)"
+  $PY benchmarks/compare_variants.py "$OUT" | tee "$OUT/variants.txt"
 fi
 
 step "result"

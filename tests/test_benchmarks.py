@@ -72,3 +72,37 @@ def test_every_compile_row_times_a_compiled_graph(tmp_path, monkeypatch):
     assert cases == {(op, mode, n) for op in ops for mode in run.MODES for n in sizes} | {
         ("sgd_momentum", "step", numel), ("sgd_nesterov", "step", numel)}
     assert len(graphs) >= len(cases)
+
+
+def test_compare_variants_lines_up_the_runs_of_one_gpu_check(tmp_path, capsys):
+    """benchmarks/compare_variants.py over gpu_check.sh's output layout (the main run, variant_*/, again/):
+    one column per run in that order, torch's times of the first and last runs, a legend for long names."""
+    spec = importlib.util.spec_from_file_location("pyext_compare_variants", ROOT / "benchmarks" / "compare_variants.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    fields = ["device", "torch", "commit", "op", "dtype", "n", "pyext_ms", "torch_ms", "pyext_gbs", "pct_copy",
+              "speedup"]
+
+    def write(folder, pyext_ms, torch_ms):
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "gpu_quick.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerow(dict(device="GPU", torch="2", commit="c", op="torch_copy", dtype="float32", n="2^24",
+                                 pyext_ms="", torch_ms=torch_ms / 2, pyext_gbs="", pct_copy=75, speedup=""))
+            writer.writerow(dict(device="GPU", torch="2", commit="c", op="add", dtype="float32", n="2^24",
+                                 pyext_ms=pyext_ms, torch_ms=torch_ms, pyext_gbs=1, pct_copy=1, speedup=1))
+
+    write(tmp_path, 1.0, 2.0)
+    write(tmp_path / "variant_PYEXT_CUDA_WAVES_64", 1.5, 2.5)
+    write(tmp_path / "variant_PYEXT_CUDA_MIN_BLOCKS_4_PYEXT_CUDA_PACKS_2", 1.25, 2.25)
+    write(tmp_path / "again", 1.125, 3.0)
+    compare.main([str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == ["#0: main", "#1: MIN_BLOCKS_4_PACKS_2", "#2: WAVES_64", "#3: again"]
+    copy_row = next(line.split() for line in lines if line.startswith("torch_copy"))
+    assert copy_row[3:] == ["1.0000", "1.1250", "1.2500", "1.5000", "1.0000", "1.5000"]  # torch's copy times
+    add_row = next(line.split() for line in lines if line.startswith("add"))
+    assert add_row[3:] == ["1.0000", "1.2500", "1.5000", "1.1250", "2.0000", "3.0000"]
+    with pytest.raises(SystemExit, match="LABEL=CSV"):
+        compare.main(["no-such-folder"])
