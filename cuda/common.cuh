@@ -6,7 +6,12 @@
 namespace pyext {
 namespace cuda {
 
-constexpr int kThreads = 256;  // threads per block
+// Threads per block (a build-time knob for tests/gpu_check.sh's VARIANTS: torch's elementwise loops use 128).
+#ifndef PYEXT_CUDA_THREADS
+#define PYEXT_CUDA_THREADS 256
+#endif
+constexpr int kThreads = PYEXT_CUDA_THREADS;
+static_assert(kThreads % 32 == 0 && kThreads <= 1024, "whole warps, at most 1024 threads a block");
 
 // VEC elements loaded or stored as one 16-byte access (when VEC * sizeof(scalar_t) == 16).
 template <typename scalar_t, int VEC>
