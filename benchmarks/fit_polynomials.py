@@ -1,4 +1,4 @@
-"""Fits the polynomials of the CPU's vector exp and log (csrc/cpu_kernels.cpp, exp_avx512 and log_avx512).
+"""Fits the polynomials of pyext's own float exp and log (csrc/avx512_math.h, csrc/log_polynomial.h).
 
 After range reduction both are computed as f(r) = c0 + r + r^2 q(r): e^r = 1 + r + r^2 q(r) for
 |r| <= ln2 / 2, and ln(1 + r) = r + r^2 q(r) for r in [-0.25, 0.5) (the mantissa m = 1 + r in [0.75, 1.5)).

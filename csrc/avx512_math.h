@@ -1,15 +1,18 @@
 // The vector exp and log of float for AVX-512: our own, inlined into the CPU loops (Sleef's, which torch's
 // Vectorized<float> calls, are out-of-line calls). Each reduces its argument to a small r and evaluates
-// c0 + r + r^2 q(r), with q fitted by benchmarks/fit_polynomials.py (its output, lowest order first, is
-// pasted below). Over every float, against double (benchmarks/avx512_math_exhaustive.cpp): exp within 0.988 ulp,
-// the bound of Sleef's u10 exp that torch uses; log within 0.922 ulp (Sleef's u35 log, which we used before:
-// 2.85). benchmarks/check_vector_math.py measures what reaches the user through the ops.
+// c0 + r + r^2 q(r), with q fitted by benchmarks/fit_polynomials.py (its output, lowest order first: exp's
+// below, log's in log_polynomial.h, which the GPU shares). Over every float, against double
+// (benchmarks/avx512_math_exhaustive.cpp): exp within 0.988 ulp, the bound of Sleef's u10 exp that torch uses;
+// log within 0.922 ulp (Sleef's u35 log, which we used before: 2.85). benchmarks/check_vector_math.py
+// measures what reaches the user through the ops.
 // Include only where AVX-512 is enabled (CPU_CAPABILITY_AVX512).
 #pragma once
 
 #include <immintrin.h>
 
 #include <cstddef>
+
+#include "log_polynomial.h"
 
 namespace pyext {
 namespace avx512 {
@@ -21,9 +24,6 @@ inline __m512 horner(__m512 r, const float (&c)[N]) {
   for (size_t i = N - 1; i-- > 0;) q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(c[i]));
   return q;
 }
-
-constexpr float kLn2Hi = 0.693145751953125f;  // ln2 in two parts; the high one has 15 bits, so n kLn2Hi is exact
-constexpr float kLn2Lo = 1.428606765330187e-06f;
 
 // e^x = e^r 2^n, x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2; e^r = 1 + r + r^2 q(r), q of degree 5
 // (relative error 2^-29.8). scalef gives inf past the float range and gradual underflow to 0 below it. x is
@@ -42,18 +42,15 @@ inline __m512 exp(__m512 x) {
 }
 
 // ln x = e ln2 + ln m, x = m 2^e with m in [0.75, 1.5) (getmant and getexp, which also take subnormals; m is
-// NaN for x < 0, e is -inf for 0 and +inf for inf); ln m = r + r^2 q(r), r = m - 1, q of degree 8 (relative
-// error 2^-26.8). In the BCE loops, 15-25% faster than with Sleef's u35 log.
+// NaN for x < 0, e is -inf for 0 and +inf for inf); ln m = r + r^2 q(r), r = m - 1, q of degree 8
+// (log_polynomial.h). In the BCE loops, 15-25% faster than with Sleef's u35 log.
 inline __m512 log(__m512 x) {
-  constexpr float q[] = {-0.5f, 0.3333345353603363f, -0.250000536441803f, 0.19990600645542145f,
-                         -0.1664775013923645f, 0.14482128620147705f, -0.13162505626678467f,
-                         0.10448537021875381f, -0.044908881187438965f};
   const __m512 one = _mm512_set1_ps(1.f);
   const __m512 m = _mm512_getmant_ps(x, _MM_MANT_NORM_p75_1p5, _MM_MANT_SIGN_nan);
   __m512 e = _mm512_getexp_ps(x);  // the exponent for a mantissa in [1, 2): one more where m was halved
   e = _mm512_mask_add_ps(e, _mm512_cmp_ps_mask(m, one, _CMP_LT_OQ), e, one);
   const __m512 r = _mm512_sub_ps(m, one);
-  const __m512 ln_m = _mm512_fmadd_ps(_mm512_mul_ps(r, r), horner(r, q), r);
+  const __m512 ln_m = _mm512_fmadd_ps(_mm512_mul_ps(r, r), horner(r, kLogQ), r);
   return _mm512_fmadd_ps(e, _mm512_set1_ps(kLn2Hi), _mm512_fmadd_ps(e, _mm512_set1_ps(kLn2Lo), ln_m));
 }
 

@@ -255,7 +255,7 @@ inline void visit_formula(const Formula& f, Fn&& fn) {
   }
 }
 
-// Whether x lies in [0, 1] (false for NaN): the check of BCE's input and target, for both devices' scalar math.
+// Whether x lies in [0, 1] (false for NaN): the check of BCE's input and target in the CPU's scalar loops.
 template <typename T>
 C10_HOST_DEVICE inline bool in_unit_interval(T x) {
   return (x >= T(0)) & (x <= T(1));

@@ -21,12 +21,14 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
 #include "../csrc/kernels.h"
 #include "common.cuh"
 #include "math16.cuh"
+#include "math_unit.cuh"
 
 // Build-time knobs, measured with tests/gpu_check.sh's VARIANTS:
 //   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel asks the compiler to fit on one SM
@@ -34,6 +36,9 @@
 //   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps; 8 measured
 //     faster than 1 on an H200, benchmarks/NOTES.md, session 8);
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
+//   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
+//   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
+//     keeps 5 blocks of 256 threads on an SM; uncapped, ptxas takes 54-68 for no fewer instructions); 0: no cap;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
 //     0 for one flat kernel that reads every argument's kind from the plan.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
@@ -44,6 +49,12 @@
 #endif
 #ifndef PYEXT_CUDA_FAST16
 #define PYEXT_CUDA_FAST16 1
+#endif
+#ifndef PYEXT_CUDA_UNIT_MATH
+#define PYEXT_CUDA_UNIT_MATH 1
+#endif
+#ifndef PYEXT_CUDA_BCE_REGISTERS
+#define PYEXT_CUDA_BCE_REGISTERS 48
 #endif
 #ifndef PYEXT_CUDA_SPECIALIZE
 #define PYEXT_CUDA_SPECIALIZE 1
@@ -86,13 +97,38 @@ struct Plan {
 };
 
 // The math of a kernel's formulas: for 16-bit elements, whose results keep 8 or 11 bits, the hardware's
-// approximations (math16.cuh); else the full-precision functions.
-template <typename scalar_t>
-using MathFor = std::conditional_t<sizeof(scalar_t) == 2 && PYEXT_CUDA_FAST16, Math16, Math<at::opmath_type<scalar_t>>>;
+// approximations (math16.cuh); for float formulas whose arguments are checked to lie in [0, 1] (BCE), a log
+// and log1p for that domain only (math_unit.cuh); else the full-precision functions.
+template <typename scalar_t, typename Op>
+using MathFor = std::conditional_t<
+    sizeof(scalar_t) == 2 && PYEXT_CUDA_FAST16, Math16,
+    std::conditional_t<std::is_same_v<scalar_t, float> && ChecksUnitInterval<Op>::value && PYEXT_CUDA_UNIT_MATH,
+                       UnitIntervalMath, Math<at::opmath_type<scalar_t>>>>;
+
+// The blocks of kThreads a map kernel asks ptxas to fit on one SM (__launch_bounds__, which caps registers):
+// PYEXT_CUDA_MIN_BLOCKS, or for float BCE forward as many as PYEXT_CUDA_BCE_REGISTERS allow in the 64K
+// registers of an SM (sm_70 to sm_90).
+template <typename scalar_t, typename Op>
+constexpr int min_blocks() {
+  constexpr int registers = PYEXT_CUDA_BCE_REGISTERS;
+  if constexpr (std::is_same_v<scalar_t, float> && ChecksUnitInterval<Op>::value && registers > 0) {
+    return std::max(PYEXT_CUDA_MIN_BLOCKS, 65536 / (std::max(registers, 1) * kThreads));
+  } else {
+    return PYEXT_CUDA_MIN_BLOCKS;
+  }
+}
 
 template <typename M, typename Op, typename acc_t, int N, size_t... I>
 __device__ __forceinline__ acc_t call(const Op& op, const acc_t (&a)[N], std::index_sequence<I...>) {
   return op.template operator()<acc_t, M>(a[I]...);
+}
+
+// BCE's domain check in one add and one integer max per argument: x + 0 (which makes -0 +0) lies in [0, 1]
+// exactly when its bits, read as an unsigned integer, are at most 1's (a negative number has the sign bit set;
+// NaN, inf and every number above 1 have larger bits). A thread keeps the largest key of each argument.
+__device__ __forceinline__ uint32_t unit_interval_key(float x) { return __float_as_uint(x + 0.0f); }
+__device__ __forceinline__ uint64_t unit_interval_key(double x) {
+  return static_cast<uint64_t>(__double_as_longlong(x + 0.0));
 }
 
 template <typename acc_t>
@@ -118,7 +154,7 @@ struct Spot {
 // 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
 // arguments read element by element, or kKindsFromPlan.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
-__global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
+__global__ void __launch_bounds__(kThreads, (min_blocks<scalar_t, Op>()))
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -140,19 +176,19 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
   for (int k = 0; k < N; ++k) {
     fixed[k] = p.kind[k] == kBroadcast ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k])) : p.value[k];
   }
-  // The domain check (ChecksUnitInterval): a thread ANDs in_unit_interval into two flags, which compile to
-  // predicate operations, and turns them into DomainError bits once, at its end.
-  bool arg0_ok = true, arg1_ok = true;
+  // The domain check (ChecksUnitInterval): the largest key of arguments 0 and 1, turned into DomainError bits
+  // once, at the thread's end. Elements outside the domain give unspecified values; the call raises.
+  decltype(unit_interval_key(acc_t(0))) key0 = 0, key1 = 0;
   acc_t sum = 0;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 
   auto finish = [&](const acc_t (&a)[N]) -> acc_t {
     if constexpr (ChecksUnitInterval<Op>::value) {
-      arg0_ok &= in_unit_interval(a[0]);
-      arg1_ok &= in_unit_interval(a[1]);
+      key0 = max(key0, unit_interval_key(a[0]));
+      key1 = max(key1, unit_interval_key(a[1]));
     }
-    return call<MathFor<scalar_t>>(op, a, seq);
+    return call<MathFor<scalar_t, Op>>(op, a, seq);
   };
 
   if constexpr (L == Layout::kStrided) {
@@ -246,8 +282,14 @@ __global__ void __launch_bounds__(kThreads, PYEXT_CUDA_MIN_BLOCKS)
     if (threadIdx.x == 0) partial[blockIdx.x] = sum;
   }
   if constexpr (ChecksUnitInterval<Op>::value) {
-    const int err = (arg0_ok ? 0 : kArg0OutOfRange) | (arg1_ok ? 0 : kArg1OutOfRange);
-    if (err) atomicOr(errors, err);
+    const auto one = unit_interval_key(acc_t(1));
+    const int err = (key0 <= one ? 0 : kArg0OutOfRange) | (key1 <= one ? 0 : kArg1OutOfRange);
+    if (err) {
+      // No flag while a CUDA graph is captured (the host cannot wait for it): the replay fails instead, as
+      // torch's own BCE does.
+      CUDA_KERNEL_ASSERT_MSG(errors, "pyext: binary_cross_entropy: an element of input or target outside [0, 1]");
+      atomicOr(errors, err);
+    }
   }
 }
 
@@ -272,12 +314,14 @@ int sm_count(int device) {
   return cache[device];
 }
 
-// BCE's domain check needs the flag on the host: one 4-byte copy and a wait. Skipped while a CUDA
-// graph is being captured (no synchronizing then); the values are still computed.
-int read_errors(const int* errors, cudaStream_t stream) {
+bool capturing(cudaStream_t stream) {
   cudaStreamCaptureStatus capture;
   C10_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  if (capture != cudaStreamCaptureStatusNone) return 0;
+  return capture != cudaStreamCaptureStatusNone;
+}
+
+// BCE's domain check needs the flag on the host: one 4-byte copy and a wait.
+int read_errors(const int* errors, cudaStream_t stream) {
   int host_errors = 0;
   C10_CUDA_CHECK(cudaMemcpyAsync(&host_errors, errors, sizeof(int), cudaMemcpyDeviceToHost, stream));
   C10_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -384,13 +428,15 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   const int device = iter.device().index();
   const c10::cuda::CUDAGuard guard(iter.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device);
-  constexpr bool kCheck = ChecksUnitInterval<Op>::value;
+  // BCE's domain check: a flag the host reads after the kernel; while a CUDA graph is captured, none (no waiting
+  // then), and the kernel asserts.
+  const bool check = ChecksUnitInterval<Op>::value && !capturing(stream);
   at::Tensor errors;
-  if (kCheck) {
+  if (check) {
     errors = at::empty({1}, at::TensorOptions().dtype(at::kInt).device(iter.device()));
     C10_CUDA_CHECK(cudaMemsetAsync(errors.data_ptr<int>(), 0, sizeof(int), stream));
   }
-  int* errors_ptr = kCheck ? errors.data_ptr<int>() : nullptr;
+  int* errors_ptr = check ? errors.data_ptr<int>() : nullptr;
 
   // The arguments this call reads element by element, for the flat kernels compiled for known kinds.
   unsigned tensors = 0;
@@ -437,7 +483,7 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   } else if constexpr (kLoss) {
     launch(std::true_type{});
   }
-  if constexpr (kCheck) {
+  if (check) {
     return read_errors(errors_ptr, stream);
   } else {
     return 0;

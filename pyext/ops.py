@@ -111,7 +111,8 @@ def binary_cross_entropy(
     """``-w (y ln x + (1 - y) ln(1 - x))`` with each ln clamped at -100, like
     :func:`torch.nn.functional.binary_cross_entropy`.
 
-    ``input`` and ``target`` have one shape and their elements lie in [0, 1] (else RuntimeError);
+    ``input`` and ``target`` have one shape and their elements lie in [0, 1] (else RuntimeError; inside a
+    captured CUDA graph, a device-side assertion when the graph replays, as with torch's);
     ``weight`` broadcasts to that shape. ``reduction`` is 'none', 'mean' or 'sum' (else ValueError).
     """
     red = _reduction_enum(size_average, reduce, reduction)

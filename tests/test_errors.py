@@ -1,4 +1,7 @@
 """Every bad input raises a clear exception naming the argument and the problem."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -23,18 +26,61 @@ def test_shapes_that_do_not_broadcast(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_bce_values_outside_unit_interval(device):
-    y = t(4, device=device)
-    for bad in (1.5, -0.1, float("nan")):
-        x = t(4, device=device)
-        x[2] = bad
+@pytest.mark.parametrize("n,at", [(4, 2), (1027, 1026), (4099, 17)], ids=["pack", "tail", "one-of-many"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_bce_values_outside_unit_interval(device, n, at, dtype):
+    y = t(n, device=device, dtype=dtype)
+    for bad in (1.5, 1 + 2**-7, -0.1, -2**-130, float("inf"), -float("inf"), float("nan"), -float("nan")):
+        x = t(n, device=device, dtype=dtype)
+        x[at] = bad
         for reduction in ("none", "mean", "sum"):
             with pytest.raises(RuntimeError, match="binary_cross_entropy: all elements of input should be between 0 and 1"):
                 P.binary_cross_entropy(x, y, reduction=reduction)
             with pytest.raises(RuntimeError, match="all elements of target should be between 0 and 1"):
                 P.binary_cross_entropy(y, x, reduction=reduction)
+    # the ends of the interval, -0 included (-0 >= 0, as torch's check has it), are in it
+    x = t(n, device=device, dtype=dtype)
+    x[at - 1], x[at] = -0.0, 1.0
+    torch.testing.assert_close(P.binary_cross_entropy(x, y), torch.nn.functional.binary_cross_entropy(x, y))
+    torch.testing.assert_close(P.binary_cross_entropy(y, x), torch.nn.functional.binary_cross_entropy(y, x))
     # the process stays usable afterwards
     torch.testing.assert_close(P.binary_cross_entropy(y, y), torch.nn.functional.binary_cross_entropy(y, y))
+
+
+# While a CUDA graph is captured the call cannot wait for its domain flag: the kernel asserts instead when the
+# graph replays with a value outside [0, 1], as torch's own BCE does. That ends the process's CUDA context,
+# hence a subprocess.
+GRAPH_SCRIPT = """
+import torch, pyext.ops as P
+x = torch.full((4099,), 0.25, device="cuda")
+y = torch.full_like(x, 0.5)
+side = torch.cuda.Stream()
+side.wait_stream(torch.cuda.current_stream())
+with torch.cuda.stream(side):
+    P.binary_cross_entropy(x, y)  # warm-up, outside the capture
+torch.cuda.current_stream().wait_stream(side)
+graph = torch.cuda.CUDAGraph()
+with torch.cuda.graph(graph):
+    loss = P.binary_cross_entropy(x, y)
+graph.replay()
+torch.testing.assert_close(loss, torch.nn.functional.binary_cross_entropy(x, y))
+print("replayed in range", flush=True)
+x[4000] = 1.5
+graph.replay()
+torch.cuda.synchronize()
+print("replayed out of range without an error", flush=True)
+"""
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU (or pyext built without CUDA)")
+def test_bce_outside_unit_interval_fails_a_cuda_graph_replay():
+    done = subprocess.run([sys.executable, "-c", GRAPH_SCRIPT], capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert "replayed in range" in done.stdout, output
+    assert "without an error" not in done.stdout, output
+    assert done.returncode != 0
+    assert "binary_cross_entropy: an element of input or target outside [0, 1]" in output, output
 
 
 @pytest.mark.parametrize("device", DEVICES)
