@@ -48,15 +48,21 @@ struct Math<Vectorized<S>> {
 #endif
     return x.log();
   }
-  // ln(1 + x) = ln(u) + (x - (u - 1)) / u with u = 1 + x rounded: the second term corrects for the rounding
-  // to first order (x - (u - 1) is exact for |x| <= 1; beyond, the correction is under half an ulp of ln u).
-  // As accurate as ln, also near x = 0 (where it gives x, but +0 for -0), and several times faster than
-  // Sleef's vector log1p. ln(u) alone at u = 0 (-inf) and at x = +inf.
+  // ln(1 + x) = ln(u + c) with u = 1 + x rounded and c = x - (u - 1) its rounding error (exact for |x| <= 1;
+  // beyond, under half an ulp of ln u): on AVX-512, c joins the log's reduced argument (avx512::log); else
+  // ln(u) + c / u, the first-order correction. As accurate as ln, also near x = 0 (where it gives x, but +0 for
+  // -0), and several times faster than Sleef's vector log1p. ln(u) alone at u = 0 (-inf) and at x = +inf.
   static V log1p(V x) {
     const V u = V(1) + x;
+    const V c = x - (u - V(1));
+    const V special = (u == V(0)) | (x == V(std::numeric_limits<S>::infinity()));
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<S, float>) {
+      return avx512::log(u, c, static_cast<__mmask16>(special.zero_mask()));  // corrected where not special
+    }
+#endif
     const V ln_u = log(u);
-    return V::blendv(ln_u + (x - (u - V(1))) / u, ln_u,
-                     (u == V(0)) | (x == V(std::numeric_limits<S>::infinity())));
+    return V::blendv(ln_u + c / u, ln_u, special);
   }
   static V abs(V x) { return x.abs(); }
   static V max(V a, V b) { return at::vec::maximum(a, b); }
