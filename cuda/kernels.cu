@@ -39,6 +39,8 @@
 //   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
 //   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
 //     keeps 5 blocks of 256 threads on an SM; uncapped, ptxas takes 54-68 for no fewer instructions); 0: no cap;
+//   PYEXT_CUDA_DOMAIN_FLAG: 1 (default) for BCE's domain check read back by the host each call (a clear error);
+//     0 for the device-side assertion only, as under CUDA graph capture: a build to measure what the wait costs;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
 //     0 for one flat kernel that reads every argument's kind from the plan.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
@@ -55,6 +57,9 @@
 #endif
 #ifndef PYEXT_CUDA_BCE_REGISTERS
 #define PYEXT_CUDA_BCE_REGISTERS 48
+#endif
+#ifndef PYEXT_CUDA_DOMAIN_FLAG
+#define PYEXT_CUDA_DOMAIN_FLAG 1
 #endif
 #ifndef PYEXT_CUDA_SPECIALIZE
 #define PYEXT_CUDA_SPECIALIZE 1
@@ -430,7 +435,7 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device);
   // BCE's domain check: a flag the host reads after the kernel; while a CUDA graph is captured, none (no waiting
   // then), and the kernel asserts.
-  const bool check = ChecksUnitInterval<Op>::value && !capturing(stream);
+  const bool check = ChecksUnitInterval<Op>::value && PYEXT_CUDA_DOMAIN_FLAG && !capturing(stream);
   at::Tensor errors;
   if (check) {
     errors = at::empty({1}, at::TensorOptions().dtype(at::kInt).device(iter.device()));

@@ -1,5 +1,5 @@
 // The GPU's float log and log1p for BCE's arguments, which its domain check holds to [0, 1] (formulas.h's
-// ChecksUnitInterval; an element outside gives NaN in the kernel, and the call an error): ln x for x in
+// ChecksUnitInterval; an element outside gives an unspecified value, and the call an error): ln x for x in
 // [0, 1] and ln(1 + x) for x in [-1, 0]. Knowing the domain leaves out the handling of negative, infinite and
 // NaN arguments, and log1p becomes the log of 1 + x with its rounding put back, not CUDA's longer log1pf:
 //   ln x = e ln2 + ln(1 + r), x = (1 + r) 2^e with 1 + r in [0.75, 1.5), ln(1 + r) = r + r^2 q(r)
