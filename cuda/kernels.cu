@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "../csrc/kernels.h"
@@ -39,8 +40,10 @@
 //   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
 //   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
 //     keeps 5 blocks of 256 threads on an SM; uncapped, ptxas takes 54-68 for no fewer instructions); 0: no cap;
-//   PYEXT_CUDA_DOMAIN_FLAG: 1 (default) for BCE's domain check read back by the host each call (a clear error);
-//     0 for the device-side assertion only, as under CUDA graph capture: a build to measure what the wait costs;
+//   PYEXT_CUDA_DOMAIN_FLAG: BCE's domain check, read back by the host each call (a clear error) from device
+//     memory (1, default: an allocation, a memset, a copy and the wait) or from mapped pinned host memory (2:
+//     the wait only); 0 for the device-side assertion only, as under CUDA graph capture: a build to measure
+//     what the wait costs;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
 //     0 for one flat kernel that reads every argument's kind from the plan.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
@@ -157,7 +160,7 @@ struct Spot {
 
 // One kernel for every layout. VEC elements per pack (VEC > 1 only where every address allows
 // 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
-// arguments read element by element, or kKindsFromPlan.
+// arguments read element by element, or kKindsFromPlan. errors: BCE's two domain flags (DomainFlags), or null.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
 __global__ void __launch_bounds__(kThreads, (min_blocks<scalar_t, Op>()))
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
@@ -290,10 +293,12 @@ __global__ void __launch_bounds__(kThreads, (min_blocks<scalar_t, Op>()))
     const auto one = unit_interval_key(acc_t(1));
     const int err = (key0 <= one ? 0 : kArg0OutOfRange) | (key1 <= one ? 0 : kArg1OutOfRange);
     if (err) {
-      // No flag while a CUDA graph is captured (the host cannot wait for it): the replay fails instead, as
+      // No flags while a CUDA graph is captured (the host cannot wait for them): the replay fails instead, as
       // torch's own BCE does.
       CUDA_KERNEL_ASSERT_MSG(errors, "pyext: binary_cross_entropy: an element of input or target outside [0, 1]");
-      atomicOr(errors, err);
+      // one word per argument, set by plain stores: no atomics (the words may lie in host memory)
+      if (err & kArg0OutOfRange) errors[0] = 1;
+      if (err & kArg1OutOfRange) errors[1] = 1;
     }
   }
 }
@@ -325,13 +330,61 @@ bool capturing(cudaStream_t stream) {
   return capture != cudaStreamCaptureStatusNone;
 }
 
-// BCE's domain check needs the flag on the host: one 4-byte copy and a wait.
-int read_errors(const int* errors, cudaStream_t stream) {
-  int host_errors = 0;
-  C10_CUDA_CHECK(cudaMemcpyAsync(&host_errors, errors, sizeof(int), cudaMemcpyDeviceToHost, stream));
-  C10_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return host_errors;
-}
+// BCE's domain check: two words the kernel sets (input, target outside [0, 1]), which the host reads after it.
+class DomainFlags {
+ public:
+  DomainFlags(int device, cudaStream_t stream) : stream_(stream) {
+    if (PYEXT_CUDA_DOMAIN_FLAG == 2) {
+      words_ = mapped(device);
+      words_[0] = words_[1] = 0;  // this host thread's previous call has finished: it waited
+    } else {
+      owner_ = at::empty({2}, at::TensorOptions().dtype(at::kInt).device(at::kCUDA, device));
+      words_ = owner_.data_ptr<int>();
+      C10_CUDA_CHECK(cudaMemsetAsync(words_, 0, 2 * sizeof(int), stream));
+    }
+  }
+  int* words() const { return words_; }
+  // Waits for the kernel; DomainError bits.
+  int read() const {
+    int host[2];
+    if (PYEXT_CUDA_DOMAIN_FLAG == 2) {
+      C10_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      host[0] = static_cast<const volatile int*>(words_)[0];
+      host[1] = static_cast<const volatile int*>(words_)[1];
+    } else {
+      C10_CUDA_CHECK(cudaMemcpyAsync(host, words_, sizeof(host), cudaMemcpyDeviceToHost, stream_));
+      C10_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    return (host[0] ? kArg0OutOfRange : 0) | (host[1] ? kArg1OutOfRange : 0);
+  }
+
+ private:
+  // Two words of mapped pinned host memory per device and host thread (whose calls wait one after another),
+  // freed when the thread ends.
+  static int* mapped(int device) {
+    struct PerThread {
+      int* words[64] = {};
+      ~PerThread() {
+        for (int* w : words) {
+          if (w) (void)cudaFreeHost(w);
+        }
+      }
+    };
+    thread_local PerThread per_thread;
+    int*& w = per_thread.words[std::min(device, 63)];
+    if (!w) {
+      C10_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&w), 2 * sizeof(int), cudaHostAllocMapped));
+      void* on_device = nullptr;
+      C10_CUDA_CHECK(cudaHostGetDevicePointer(&on_device, w, 0));
+      TORCH_INTERNAL_ASSERT(on_device == w, "pyext: mapped host memory without unified addressing");
+    }
+    return w;
+  }
+
+  cudaStream_t stream_;
+  at::Tensor owner_;
+  int* words_ = nullptr;
+};
 
 // Launches one map kernel over n elements (then, summing, the kernel adding its partials) on as
 // many blocks as fit on the GPU at once (times PYEXT_CUDA_WAVES), fewer when the work is smaller.
@@ -433,15 +486,12 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   const int device = iter.device().index();
   const c10::cuda::CUDAGuard guard(iter.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device);
-  // BCE's domain check: a flag the host reads after the kernel; while a CUDA graph is captured, none (no waiting
+  // BCE's domain check: flags the host reads after the kernel; while a CUDA graph is captured, none (no waiting
   // then), and the kernel asserts.
   const bool check = ChecksUnitInterval<Op>::value && PYEXT_CUDA_DOMAIN_FLAG && !capturing(stream);
-  at::Tensor errors;
-  if (check) {
-    errors = at::empty({1}, at::TensorOptions().dtype(at::kInt).device(iter.device()));
-    C10_CUDA_CHECK(cudaMemsetAsync(errors.data_ptr<int>(), 0, sizeof(int), stream));
-  }
-  int* errors_ptr = check ? errors.data_ptr<int>() : nullptr;
+  std::optional<DomainFlags> flags;
+  if (check) flags.emplace(device, stream);
+  int* errors_ptr = check ? flags->words() : nullptr;
 
   // The arguments this call reads element by element, for the flat kernels compiled for known kinds.
   unsigned tensors = 0;
@@ -488,11 +538,7 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   } else if constexpr (kLoss) {
     launch(std::true_type{});
   }
-  if (check) {
-    return read_errors(errors_ptr, stream);
-  } else {
-    return 0;
-  }
+  return check ? flags->read() : 0;
 }
 
 int dispatch(at::TensorIterator& iter, const Formula& f, const at::Tensor* sum_out, double divisor) {
