@@ -38,6 +38,11 @@ def test_bce_values_outside_unit_interval(device, n, at, dtype):
                 P.binary_cross_entropy(x, y, reduction=reduction)
             with pytest.raises(RuntimeError, match="all elements of target should be between 0 and 1"):
                 P.binary_cross_entropy(y, x, reduction=reduction)
+    # both outside: the error names input, as torch's check (input first) does
+    x = t(n, device=device, dtype=dtype)
+    x[at] = 2.0
+    with pytest.raises(RuntimeError, match="all elements of input should be between 0 and 1"):
+        P.binary_cross_entropy(x, x)
     # the ends of the interval, -0 included (-0 >= 0, as torch's check has it), are in it
     x = t(n, device=device, dtype=dtype)
     x[at - 1], x[at] = -0.0, 1.0
