@@ -106,3 +106,17 @@ def test_compare_variants_lines_up_the_runs_of_one_gpu_check(tmp_path, capsys):
     assert add_row[3:] == ["1.0000", "1.2500", "1.5000", "1.1250", "2.0000", "3.0000"]
     with pytest.raises(SystemExit, match="LABEL=CSV"):
         compare.main(["no-such-folder"])
+
+
+def test_emulated_math16_log_stays_within_half_an_ulp(capsys):
+    # benchmarks/emulate_math16.py's model of the GPU's 16-bit log (no GPU needed): at MUFU.LG2's error bound,
+    # BCE's -ln x rounds to the nearest bfloat16 always and to the nearest float16 but for a few in 10^3
+    spec = importlib.util.spec_from_file_location("pyext_emulate_math16", ROOT / "benchmarks" / "emulate_math16.py")
+    emulate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(emulate)
+    emulate.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4
+    for row in rows:
+        worst, not_nearest = float(row[5]), float(row[9])
+        assert worst <= 0.501 and not_nearest <= (0 if row[0] == "torch.bfloat16" else 1e-3), row
