@@ -65,6 +65,7 @@ struct Math<Vectorized<S>> {
     return V::blendv(ln_u + c / u, ln_u, special);
   }
   static V abs(V x) { return x.abs(); }
+  static V div(V a, V b) { return a / b; }
   static V max(V a, V b) { return at::vec::maximum(a, b); }
   static V min(V a, V b) { return at::vec::minimum(a, b); }
 };

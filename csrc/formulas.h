@@ -23,6 +23,8 @@ struct Math {
   static C10_HOST_DEVICE T log(T x) { return std::log(x); }
   static C10_HOST_DEVICE T log1p(T x) { return std::log1p(x); }
   static C10_HOST_DEVICE T abs(T x) { return std::abs(x); }
+  // a / b; other math may divide approximately where b lies in [2^-126, 2^126] (the GPU's for 16-bit elements)
+  static C10_HOST_DEVICE T div(T a, T b) { return a / b; }
   static C10_HOST_DEVICE T max(T a, T b) { return a < b ? b : a; }
   static C10_HOST_DEVICE T min(T a, T b) { return b < a ? b : a; }
 };
@@ -87,7 +89,7 @@ struct BceBackwardOp {
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T y, T w) const {
     const T eps = T(1e-12);
-    return g * (x - y) / M::max((T(1) - x) * x, eps) * w / T(divisor);
+    return M::div(M::div(g * (x - y), M::max((T(1) - x) * x, eps)) * w, T(divisor));
   }
 };
 
@@ -99,7 +101,7 @@ struct BceTargetBackwardOp {
   acc_t divisor;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T w) const {
-    return -M::log(x / (T(1) - x)) * g * w / T(divisor);
+    return M::div(-M::log(M::div(x, T(1) - x)) * g * w, T(divisor));
   }
 };
 
@@ -143,7 +145,7 @@ struct BceLogitsBackwardOp {
     } else {
       d = s - y;
     }
-    return d * g * w / T(divisor);
+    return M::div(d * g * w, T(divisor));
   }
 };
 
@@ -157,7 +159,7 @@ struct BceLogitsTargetBackwardOp {
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T w, T p) const {
     const T d = has_pos_weight ? log_sigmoid<T, M>(-x) - log_sigmoid<T, M>(x) * p : -x;
-    return d * g * w / T(divisor);
+    return M::div(d * g * w, T(divisor));
   }
 };
 

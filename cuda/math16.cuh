@@ -19,7 +19,7 @@
 namespace pyext {
 namespace cuda {
 
-// exp, log and log1p replaced; abs, max and min are Math<float>'s.
+// exp, log, log1p and div replaced; abs, max and min are Math<float>'s.
 struct Math16 : Math<float> {
   static constexpr float kLn2 = 0.693147180559945309f;
   static __device__ __forceinline__ float exp2_approx(float x) {
@@ -45,6 +45,9 @@ struct Math16 : Math<float> {
     const float d = x - 1.0f;
     return fabsf(d) < 0.03125f ? log1p_series(d) : fmaf(log2_approx_normal(x * 256.0f), kLn2, -8.0f * kLn2);
   }
+  // a / b by the hardware's reciprocal and a multiply (__fdividef: within 2 ulp of float for b in
+  // [2^-126, 2^126], the formulas' denominators: BCE's max(x (1 - x), 1e-12) and 1 - x, a mean's element count)
+  static __device__ __forceinline__ float div(float a, float b) { return __fdividef(a, b); }
   // away from 0, rounding 1 + x adds at most 2^-24 absolute to the log, 2^-19 relative; 1 + x is never
   // subnormal (floats near -1 are 2^-24 apart)
   static __device__ __forceinline__ float log1p(float x) {
