@@ -105,11 +105,11 @@ struct Plan {
 };
 
 // The math of a kernel's formulas: for 16-bit elements, whose results keep 8 or 11 bits, the hardware's
-// approximations (math16.cuh); for float formulas whose arguments are checked to lie in [0, 1] (BCE), a log
+// approximations (math16.cuh; bfloat16's log without the series near 1); for float formulas whose arguments are checked to lie in [0, 1] (BCE), a log
 // and log1p for that domain only (math_unit.cuh); else the full-precision functions.
 template <typename scalar_t, typename Op>
 using MathFor = std::conditional_t<
-    sizeof(scalar_t) == 2 && PYEXT_CUDA_FAST16, Math16,
+    sizeof(scalar_t) == 2 && PYEXT_CUDA_FAST16, std::conditional_t<std::is_same_v<scalar_t, at::BFloat16>, MathBf16, Math16>,
     std::conditional_t<std::is_same_v<scalar_t, float> && ChecksUnitInterval<Op>::value && PYEXT_CUDA_UNIT_MATH,
                        UnitIntervalMath, Math<at::opmath_type<scalar_t>>>>;
 

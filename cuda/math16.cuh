@@ -55,5 +55,15 @@ struct Math16 : Math<float> {
   }
 };
 
+// bfloat16's: log without the series near 1. A bfloat16 x below 1 is at most 1 - 2^-8, where |ln x| >= 2^-8, so
+// log2's absolute error (with the rounding of log2(x 2^8), 2^-21) is at most 2^-13.5 relative: a 23rd of
+// bfloat16's ulp (benchmarks/emulate_math16.py: 0.503 ulp at worst, 1 result in 16255 not the nearest, at
+// MUFU's error bound). 63 fewer instructions per 8 elements in BCE forward. float16's 11 bits keep the series.
+struct MathBf16 : Math16 {
+  static __device__ __forceinline__ float log(float x) {
+    return fmaf(log2_approx_normal(x * 256.0f), kLn2, -8.0f * kLn2);
+  }
+};
+
 }  // namespace cuda
 }  // namespace pyext

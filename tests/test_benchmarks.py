@@ -110,7 +110,7 @@ def test_compare_variants_lines_up_the_runs_of_one_gpu_check(tmp_path, capsys):
 
 def test_emulated_math16_log_stays_within_half_an_ulp(capsys):
     # benchmarks/emulate_math16.py's model of the GPU's 16-bit log (no GPU needed): at MUFU.LG2's error bound,
-    # BCE's -ln x rounds to the nearest bfloat16 always and to the nearest float16 but for a few in 10^3
+    # BCE's -ln x rounds to the nearest bfloat16 and float16 but for a few in 10^4
     spec = importlib.util.spec_from_file_location("pyext_emulate_math16", ROOT / "benchmarks" / "emulate_math16.py")
     emulate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(emulate)
@@ -119,4 +119,4 @@ def test_emulated_math16_log_stays_within_half_an_ulp(capsys):
     assert len(rows) == 4
     for row in rows:
         worst, not_nearest = float(row[5]), float(row[9])
-        assert worst <= 0.501 and not_nearest <= (0 if row[0] == "torch.bfloat16" else 1e-3), row
+        assert worst <= 0.505 and not_nearest <= 5e-4, row
