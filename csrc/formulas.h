@@ -10,6 +10,7 @@
 #pragma once
 
 #include <c10/macros/Macros.h>
+#include <c10/util/bit_cast.h>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -257,10 +258,15 @@ inline void visit_formula(const Formula& f, Fn&& fn) {
   }
 }
 
-// Whether x lies in [0, 1] (false for NaN): the check of BCE's input and target in the CPU's scalar loops.
+// BCE's check of its input and target, x in [0, 1] (false for NaN), as a key: x + 0 (which makes -0 +0) lies in
+// [0, 1] exactly when its bits, read as an unsigned integer, are at most 1's (a negative number has the sign
+// bit set; NaN, inf and every number above 1 have larger bits). The GPU keeps the largest key of each argument
+// (one add and one integer max per element); the CPU's scalar loops test each value.
+C10_HOST_DEVICE inline uint32_t unit_interval_key(float x) { return c10::bit_cast<uint32_t>(x + 0.0f); }
+C10_HOST_DEVICE inline uint64_t unit_interval_key(double x) { return c10::bit_cast<uint64_t>(x + 0.0); }
 template <typename T>
 C10_HOST_DEVICE inline bool in_unit_interval(T x) {
-  return (x >= T(0)) & (x <= T(1));
+  return unit_interval_key(x) <= unit_interval_key(T(1));
 }
 
 // Whether a formula's first two arguments must lie in [0, 1] (BCE's input and target).

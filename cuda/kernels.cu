@@ -105,8 +105,9 @@ struct Plan {
 };
 
 // The math of a kernel's formulas: for 16-bit elements, whose results keep 8 or 11 bits, the hardware's
-// approximations (math16.cuh; bfloat16's log without the series near 1); for float formulas whose arguments are checked to lie in [0, 1] (BCE), a log
-// and log1p for that domain only (math_unit.cuh); else the full-precision functions.
+// approximations (math16.cuh; bfloat16's log without the series near 1); for float formulas whose arguments
+// are checked to lie in [0, 1] (BCE), a log and log1p for that domain only (math_unit.cuh); else the
+// full-precision functions.
 template <typename scalar_t, typename Op>
 using MathFor = std::conditional_t<
     sizeof(scalar_t) == 2 && PYEXT_CUDA_FAST16, std::conditional_t<std::is_same_v<scalar_t, at::BFloat16>, MathBf16, Math16>,
@@ -129,14 +130,6 @@ constexpr int min_blocks() {
 template <typename M, typename Op, typename acc_t, int N, size_t... I>
 __device__ __forceinline__ acc_t call(const Op& op, const acc_t (&a)[N], std::index_sequence<I...>) {
   return op.template operator()<acc_t, M>(a[I]...);
-}
-
-// BCE's domain check in one add and one integer max per argument: x + 0 (which makes -0 +0) lies in [0, 1]
-// exactly when its bits, read as an unsigned integer, are at most 1's (a negative number has the sign bit set;
-// NaN, inf and every number above 1 have larger bits). A thread keeps the largest key of each argument.
-__device__ __forceinline__ uint32_t unit_interval_key(float x) { return __float_as_uint(x + 0.0f); }
-__device__ __forceinline__ uint64_t unit_interval_key(double x) {
-  return static_cast<uint64_t>(__double_as_longlong(x + 0.0));
 }
 
 template <typename acc_t>
