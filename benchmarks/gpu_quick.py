@@ -2,11 +2,12 @@
 ops and losses, with the fraction of the copy bandwidth measured in the same run.
 
 Each size and dtype starts with torch's own copy of that many elements: its % of the large copy is the
-ceiling a map of that size can reach (launch and tail included). Bytes moved (napkin math, n elements of
+ceiling a map of that size can reach (its tail included). Bytes moved (napkin math, n elements of
 b bytes): unary and binary maps read each input once and write the output once (2nb for sigmoid, 3nb
 for add/mul, 2nb + (n/1024)b for the broadcast row); a reduced loss reads its two inputs (2nb); BCE
-forward+backward with 'mean' reads x, y twice and writes the gradient (5nb). Timing: CUDA events around
-each call, after warm-up, median of 20.
+forward+backward with 'mean' reads x, y twice and writes the gradient (5nb). Timing: run.py's (CUDA events
+around blocks of calls in a steady loop, after warm-up; the median), the inputs cycled among copies as run.py
+cycles them.
 """
 import argparse
 import csv
@@ -18,37 +19,32 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from run import input_sets, measure  # noqa: E402 (benchmarks/ is this script's folder: on sys.path)
 import pyext.ops as P
 
+DEVICE = "cuda"  # (the tests run this script's code on the CPU, at small sizes)
+COPY_ELEMENTS = 2**28  # the large copy: the hardware's limit
+SGD_SIZES = [2**20] * 40 + [4096] * 400 + [7] * 100
 
-def time_ms(fn, reps=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+def time_ms(fn, sets=1):
+    """Median milliseconds per call of fn(i), i cycling over `sets` copies of the inputs: run.py's timing, a
+    steady loop (its host launching ahead of the GPU)."""
+    return statistics.median(measure(fn, DEVICE, sets, 0.05)) * 1e3
 
 
 def copy_bandwidth():
-    x = torch.empty(2**28, dtype=torch.float32, device="cuda")
+    x = torch.empty(COPY_ELEMENTS, dtype=torch.float32, device=DEVICE)
     y = torch.empty_like(x)
-    ms = time_ms(lambda: y.copy_(x))
+    ms = time_ms(lambda i: y.copy_(x))
     return 2 * x.numel() * 4 / ms / 1e6  # GB/s, read + write
 
 
 def cases(n, dtype):
-    x = torch.randn(n, dtype=dtype, device="cuda")
-    y = torch.rand(n, dtype=dtype, device="cuda")
-    p = (torch.rand(n, device="cuda") * 0.98 + 0.01).to(dtype)
+    x = torch.randn(n, dtype=dtype, device=DEVICE)
+    y = torch.rand(n, dtype=dtype, device=DEVICE)
+    p = (torch.rand(n, device=DEVICE) * 0.98 + 0.01).to(dtype)
     rows = x.view(-1, 1024)
-    row = torch.randn(1024, dtype=dtype, device="cuda")
+    row = torch.randn(1024, dtype=dtype, device=DEVICE)
     b = x.element_size()
     pg = p.detach().requires_grad_()
 
@@ -78,11 +74,11 @@ def sgd_cases():
     and foreach steps. Bytes: params and buffers read and written, grads read: 5 x 4 bytes per element."""
     import pyext.optim
 
-    sizes = [2**20] * 40 + [4096] * 400 + [7] * 100
+    sizes = SGD_SIZES
     nbytes = 5 * 4 * sum(sizes)
 
     def optimizer(cls, **kw):
-        params = [torch.randn(n, device="cuda", requires_grad=True) for n in sizes]
+        params = [torch.randn(n, device=DEVICE, requires_grad=True) for n in sizes]
         for p in params:
             p.grad = torch.randn_like(p)
         opt = cls(params, lr=0.01, momentum=0.9, **kw)
@@ -94,11 +90,11 @@ def sgd_cases():
                     ("torch foreach", optimizer(torch.optim.SGD, foreach=True).step)]
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=".")
     parser.add_argument("--sizes", type=int, nargs="+", default=[24, 28], help="log2 of the element counts")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.cuda.get_device_name()
     commit = os.environ.get("PYEXT_COMMIT") or subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -109,19 +105,25 @@ def main():
     print(header)
     for log2n in args.sizes:
         for dtype in (torch.float32, torch.bfloat16):
-            # the ceiling at this size: torch's copy of n elements (launch and tail included), against the large copy
-            src = torch.randn(2**log2n, dtype=dtype, device="cuda")
-            dst = torch.empty_like(src)
-            t_copy = time_ms(lambda: dst.copy_(src))
-            copy_gbs = 2 * src.numel() * src.element_size() / t_copy / 1e6
-            del src, dst
+            # the ceiling at this size: torch's copy of n elements (its tail included), against the large copy
+            n = 2**log2n
+            b = torch.finfo(dtype).bits // 8
+            sets = input_sets(2 * n * b)
+            pairs = [(torch.randn(n, dtype=dtype, device=DEVICE), torch.empty(n, dtype=dtype, device=DEVICE))
+                     for _ in range(sets)]
+            t_copy = time_ms(lambda i: pairs[i][1].copy_(pairs[i][0]), sets)
+            copy_gbs = 2 * n * b / t_copy / 1e6
+            del pairs
             rows.append(dict(device=device, torch=torch.__version__, commit=commit, op="torch_copy", dtype=str(dtype)[6:],
                              n=f"2^{log2n}", pyext_ms="", torch_ms=round(t_copy, 4), pyext_gbs="",
                              pct_copy=round(100 * copy_gbs / copy, 1), speedup=""))
             print(f"{'torch copy':<18} {str(dtype)[6:]:<9} {'2^' + str(log2n):>6} {'':>9} {t_copy:>9.4f} {copy_gbs:>10.0f} "
                   f"{100 * copy_gbs / copy:>6.1f}%  (torch's)")
-            for name, nbytes, ours, theirs in cases(2**log2n, dtype):
-                t_ours, t_torch = time_ms(ours), time_ms(theirs)
+            sets = input_sets(3 * n * b)  # x, y and p of each copy of the cases
+            case_sets = [cases(n, dtype) for _ in range(sets)]
+            for k, (name, nbytes, _, _) in enumerate(case_sets[0]):
+                t_ours = time_ms(lambda i: case_sets[i][k][2](), sets)
+                t_torch = time_ms(lambda i: case_sets[i][k][3](), sets)
                 gbs = nbytes / t_ours / 1e6
                 row = dict(device=device, torch=torch.__version__, commit=commit, op=name, dtype=str(dtype)[6:],
                            n=f"2^{log2n}", pyext_ms=round(t_ours, 4), torch_ms=round(t_torch, 4),
@@ -130,9 +132,10 @@ def main():
                 rows.append(row)
                 print(f"{name:<18} {row['dtype']:<9} {row['n']:>6} {t_ours:>9.4f} {t_torch:>9.4f} {gbs:>10.0f} "
                       f"{row['pct_copy']:>6.1f}% {row['speedup']:>7.2f}x")
+            del case_sets
             torch.cuda.empty_cache()
     nbytes, providers = sgd_cases()
-    times = {name: time_ms(step) for name, step in providers}
+    times = {name: time_ms(lambda i, step=step: step()) for name, step in providers}
     for name, ms in times.items():
         gbs = nbytes / ms / 1e6
         print(f"sgd momentum, 540 tensors, {name:<13} {ms:8.4f} ms {gbs:7.0f} GB/s {100 * gbs / copy:5.1f}% copy")

@@ -4,11 +4,11 @@ steps, and against the hardware limit measured in the same run (a large tensor c
     python benchmarks/run.py [--device cpu|cuda] [--quick] [--ops ...] [--dtypes ...] [--providers ...] [--sizes ...]
                              [--out DIR]
 
-Timing: torch.utils.benchmark on CPU (on all of torch's threads), CUDA events on GPU; warm-up first; inputs
-rotated among enough copies to exceed the last-level cache; the providers of a case measured in turn, five
-rounds, so that host noise hits each alike; median with p20-p80. Output: a console table, a CSV (device,
-torch version and git commit on every row) and PNG plots (GB/s against size, a line per provider)
-under --out (default benchmarks/results/<device>/).
+Timing: torch.utils.benchmark on CPU (on all of torch's threads); on GPU, CUDA events around blocks of calls
+in a steady loop (measure()); warm-up first; inputs rotated among enough copies to exceed the last-level
+cache; the providers of a case measured in turn, five rounds, so that host noise hits each alike; median with
+p20-p80. Output: a console table, a CSV (device, torch version and git commit on every row) and PNG plots
+(GB/s against size, a line per provider) under --out (default benchmarks/results/<device>/).
 
 Bytes each op must move (napkin math; n elements of b bytes, reads + writes):
   add, mul                 fwd 3nb (read 2, write 1)   bwd: add 0 (grad passes through), mul 5nb
@@ -29,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -43,6 +44,11 @@ import pyext.ops as P  # noqa: E402
 import pyext.optim  # noqa: E402
 
 CACHE_BYTES = 64 << 20  # rotate inputs past this (more than the H100's 50 MB L2 and this CPU's L3)
+
+
+def input_sets(set_bytes: int) -> int:
+    """How many copies of a case's inputs (set_bytes each) to cycle through: twice CACHE_BYTES, at most 16."""
+    return max(1, min(16, math.ceil(2 * CACHE_BYTES / set_bytes)))
 
 
 # --- ops: (pyext function, torch function, inputs, bytes per mode) ------------------------------
@@ -89,8 +95,18 @@ MODES = ("fwd", "bwd", "full")
 
 # --- timing -----------------------------------------------------------------------------------------
 
+GPU_BLOCK_SECONDS = 2e-4  # a CUDA sample: a block of about this much work, at least one call
+
+
 def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float) -> List[float]:
-    """Seconds per call of fn(i), cycling i over the input sets; a list of samples."""
+    """Seconds per call of fn(i), cycling i over the input sets; a list of samples.
+
+    On CUDA a sample is a block of calls between two events, and the blocks follow one another with no wait,
+    the first enqueued while the GPU still runs a call before it: the time per call of a loop whose host
+    launches ahead of the GPU, as a training loop's does. (A call timed alone from an idle GPU also counts its
+    own launch from Python, several microseconds: a large share of a 2^24-element call on an H100 or H200.) A
+    call that waits for the GPU itself (BCE's domain check) still pays its wait, and the launch after it, in
+    every call of the block."""
     calls = [0]
 
     def call():
@@ -101,20 +117,22 @@ def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float
         call()
     if device == "cuda":
         torch.cuda.synchronize()
-        samples = []
-        budget = max(min_time, 0.05)
-        spent = 0.0
-        while spent < budget or len(samples) < 10:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        began = time.perf_counter()
+        call()
+        torch.cuda.synchronize()
+        per_call = time.perf_counter() - began  # the host's part included: more than the loop's per call
+        block = max(1, min(64, round(GPU_BLOCK_SECONDS / per_call)))
+        count = max(10, min(200, round(max(min_time, 0.05) / (block * per_call))))
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(count)]
+        call()  # the GPU's work while the host enqueues the first block
+        for start, end in events:
             start.record()
-            call()
+            for _ in range(block):
+                call()
             end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / 1e3)
-            spent += samples[-1] + 2e-5
-            if len(samples) >= 200:
-                break
-        return samples
+        torch.cuda.synchronize()
+        return [start.elapsed_time(end) / 1e3 / block for start, end in events]
     import torch.utils.benchmark as tb
 
     # Timer would run on one thread: measure on every thread torch uses (the device name says how many).
@@ -396,7 +414,7 @@ def run_benchmarks(args):
             for n in sizes:
                 probe = op.make(n, dtype, device)
                 set_bytes = sum(t.numel() * t.element_size() for t in probe)
-                sets = max(1, min(16, math.ceil(2 * CACHE_BYTES / set_bytes)))
+                sets = input_sets(set_bytes)
                 inputs = [probe] + [op.make(n, dtype, device) for _ in range(sets - 1)]
                 numel = probe[0].numel()
                 for mode in args.modes:

@@ -50,6 +50,64 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
     assert "copy bandwidth" in capsys.readouterr().out
 
 
+def test_cuda_timing_is_a_steady_loop(monkeypatch):
+    """On CUDA a sample is a block of calls between two events, enqueued behind a call still on the GPU and
+    with no wait between blocks: the time per call of a loop whose host launches ahead, not one call's time
+    from an idle GPU (which adds the launch from Python). Here a fake GPU clock advances 1 ms per call."""
+    run = load_harness()
+    log, clock = [], [0.0]
+
+    class Event:
+        def __init__(self, enable_timing):
+            assert enable_timing
+
+        def record(self):
+            log.append("record")
+            self.at = clock[0]
+
+        def elapsed_time(self, end):
+            return end.at - self.at
+
+    def call(i):
+        log.append(("call", i))
+        clock[0] += 1.0
+
+    monkeypatch.setattr(run.torch.cuda, "Event", Event)
+    monkeypatch.setattr(run.torch.cuda, "synchronize", lambda: log.append("sync"))
+    samples = run.measure(call, "cuda", 3, 0.05)
+
+    assert 10 <= len(samples) <= 200
+    assert samples == [pytest.approx(1e-3)] * len(samples)  # seconds per call, whatever the block's length
+    first, last = log.index("record"), len(log) - 1 - log[::-1].index("record")
+    assert log[first - 1][0] == "call" and "sync" in log[:first - 1]  # enqueued behind a call, after the warm-up
+    assert "sync" not in log[first:last] and log[last + 1:] == ["sync"]  # no wait inside the timed loop
+    assert [entry[1] for entry in log if entry[0] == "call"][:7] == [0, 1, 2, 0, 1, 2, 0]  # the input sets in turn
+
+
+def test_gpu_quick_runs_every_case(tmp_path, monkeypatch, capsys):
+    """benchmarks/gpu_quick.py, the GPU check's timing, run end to end on this machine's CPU at small sizes
+    (its device, large copy and SGD tensors made small): a torch copy and every case at each size and dtype,
+    and the three SGD steps, in its CSV."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # where the script finds run.py
+    spec = importlib.util.spec_from_file_location("pyext_gpu_quick", ROOT / "benchmarks" / "gpu_quick.py")
+    quick = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quick)
+    monkeypatch.setattr(quick, "DEVICE", "cpu")
+    monkeypatch.setattr(quick, "COPY_ELEMENTS", 2**20)
+    monkeypatch.setattr(quick, "SGD_SIZES", [4096] * 3 + [7] * 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "this CPU")
+    quick.main(["--sizes", "10", "12", "--out", str(tmp_path)])
+    rows = list(csv.DictReader(open(tmp_path / "gpu_quick.csv")))
+    cases = ["torch_copy", "add", "mul_row_broadcast", "sigmoid", "bce_none", "bce_mean", "bce_fwd_bwd",
+             "bce_logits_mean", "mse_mean"]
+    assert [(r["op"], r["dtype"], r["n"]) for r in rows[:-3]] == [
+        (op, dtype, n) for n in ("2^10", "2^12") for dtype in ("float32", "bfloat16") for op in cases]
+    assert [r["op"] for r in rows[-3:]] == [f"sgd_540_tensors[{p}]" for p in ("pyext", "torch fused", "torch foreach")]
+    assert all(float(r["torch_ms"] or r["pyext_ms"]) > 0 for r in rows)
+    assert all(r["device"] == "this CPU" for r in rows)
+    assert "copy bandwidth" in capsys.readouterr().out
+
+
 def test_every_compile_row_times_a_compiled_graph(tmp_path, monkeypatch):
     """Dynamo keeps one cache of 8 graphs for all of torch.nn.functional's losses; a harness reusing it
     would time torch eager in the 'compile' rows past the eighth case. Here 29 cases each compile (27 losses,
