@@ -10,7 +10,8 @@
 #   4. runs the quick GPU benchmark (benchmarks/gpu_quick.py), then the benchmarks harness in its quick
 #      mode (benchmarks/run.py: float32 and bfloat16 at 2^24 and 2^28, SGD on 540 tensors, the tutorial
 #      step eager and in a CUDA graph) in the time left, whose CSV and plots go to $OUT/results/:
-#      commit those under benchmarks/results/<card>/.
+#      commit those under benchmarks/results/<card>/; then each GPU target, met or not, from that CSV
+#      (benchmarks/targets.py).
 # VARIANTS="NAME=1 NAME=2,OTHER=4" also builds one copy per entry (nvcc -DNAME=1; -DNAME=2 -DOTHER=4; in the
 # background while the rest runs) and times each with gpu_quick.py beside the main build, which is timed
 # again after them (its second run gives the spread): tuning knobs compared on one card in one call, in a
@@ -133,6 +134,8 @@ if [ "$left" -gt 30 ]; then
   rc=$?
   grep -E "copy bandwidth|sgd_|tutorial| (16777216|268435456) " "$OUT/run_py.log" | tail -90
   [ "$rc" = 0 ] || echo "run.py ended with rc=$rc (124: stopped at the deadline; the log has what it measured)"
+  step "the GPU targets (benchmarks/targets.py, from run.py's CSV)"
+  $PY benchmarks/targets.py "$OUT/results/quick_cuda.csv" | tee "$OUT/targets.txt"
 else
   echo "no time left for run.py"
 fi

@@ -178,3 +178,56 @@ def test_emulated_math16_log_stays_within_half_an_ulp(capsys):
     for row in rows:
         worst, not_nearest = float(row[5]), float(row[9])
         assert worst <= 0.505 and not_nearest <= 5e-4, row
+
+
+def load_targets():
+    spec = importlib.util.spec_from_file_location("pyext_targets", ROOT / "benchmarks" / "targets.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_targets_name_cases_the_harness_measures():
+    """Every target reads rows that run.py writes: its op, mode, providers and, for the GPU, the sizes the GPU
+    check runs (a misspelt case would be 'not measured' for ever)."""
+    run, targets = load_harness(), load_targets()
+    ops = {op.name for op in run.OPS} | {"sgd_momentum", "tutorial_logistic"}
+    providers = {"pyext", "eager", "compile", "foreach", "fused", "graph"}
+    gpu_check = (ROOT / "tests" / "gpu_check.sh").read_text()
+    for t in targets.targets():
+        assert t.op in ops and t.mode in set(run.MODES) | {"step", "iter"}, t
+        assert t.provider in providers and t.against in providers | {"copy"}, t
+        assert t.n is None or t.device == "cpu" or str(t.n) in gpu_check, t
+    assert {t.device for t in targets.targets()} == {"cpu", "cuda"}
+
+
+def test_targets_verdicts(tmp_path, capsys):
+    """Met at the bound, missed below it, not measured where a row is missing; the committed full CPU run has
+    every CPU target's rows."""
+    targets = load_targets()
+    fields = ["device", "torch", "commit", "op", "mode", "provider", "dtype", "n", "median_us", "p20_us", "p80_us",
+              "gbs", "pct_copy"]
+    rows = [("add", "fwd", "pyext", 4194304, 100.0), ("add", "fwd", "eager", 4194304, 100.0),  # 1.00x: met
+            ("mul", "fwd", "pyext", 4194304, 100.0), ("mul", "fwd", "eager", 4194304, 99.0),  # 0.99x: missed
+            ("sigmoid", "fwd", "pyext", 4194304, 100.0),  # no eager row: not measured
+            ("bce_mean", "full", "pyext", 1048576, 10.0), ("bce_mean", "full", "eager", 1048576, 100.0),
+            ("bce_mean", "full", "compile", 1048576, 19.9),  # 10x met, 1.99x missed
+            ("sgd_momentum", "step", "pyext", 3891200, 50.0), ("sgd_momentum", "step", "fused", 3891200, 60.0)]
+    path = tmp_path / "quick_cpu.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for op, mode, provider, n, us in rows:
+            writer.writerow(dict(device="cpu", torch="x", commit="x", op=op, mode=mode, provider=provider,
+                                 dtype="float32", n=n, median_us=us, p20_us=us, p80_us=us, gbs=1, pct_copy=1))
+    counts = targets.main([str(path)])
+    out = capsys.readouterr().out
+    assert counts == {"met": 3, "missed": 2, "not measured": 3}
+    for line in ("met           add fwd float32 2^22", "missed        mul fwd float32 2^22",
+                 "not measured  sigmoid fwd float32 2^22", "met           bce_mean full float32 2^20",
+                 "missed        bce_mean full float32 2^20", "met           sgd_momentum step float32"):
+        assert line in out, line
+    assert "1.20x fused" in out and "0.99x eager" in out and "1.99x compile" in out
+    full = targets.main([str(ROOT / "benchmarks" / "results" / "amd_epyc_x2_threads" / "full_cpu.csv")])
+    assert full["not measured"] == 0 and sum(full.values()) == 8
