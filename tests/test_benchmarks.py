@@ -14,12 +14,17 @@ from conftest import DEVICES
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_harness():
-    spec = importlib.util.spec_from_file_location("pyext_benchmarks_run", ROOT / "benchmarks" / "run.py")
+def load_script(name):
+    """benchmarks/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(f"pyext_benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def load_harness():
+    return load_script("run")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -89,9 +94,7 @@ def test_gpu_quick_runs_every_case(tmp_path, monkeypatch, capsys):
     (its device, large copy and SGD tensors made small): a torch copy and every case at each size and dtype,
     and the three SGD steps, in its CSV."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # where the script finds run.py
-    spec = importlib.util.spec_from_file_location("pyext_gpu_quick", ROOT / "benchmarks" / "gpu_quick.py")
-    quick = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quick)
+    quick = load_script("gpu_quick")
     monkeypatch.setattr(quick, "DEVICE", "cpu")
     monkeypatch.setattr(quick, "COPY_ELEMENTS", 2**20)
     monkeypatch.setattr(quick, "SGD_SIZES", [4096] * 3 + [7] * 2)
@@ -135,9 +138,7 @@ def test_every_compile_row_times_a_compiled_graph(tmp_path, monkeypatch):
 def test_compare_variants_lines_up_the_runs_of_one_gpu_check(tmp_path, capsys):
     """benchmarks/compare_variants.py over gpu_check.sh's output layout (the main run, variant_*/, again/):
     one column per run in that order, torch's times of the first and last runs, a legend for long names."""
-    spec = importlib.util.spec_from_file_location("pyext_compare_variants", ROOT / "benchmarks" / "compare_variants.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = load_script("compare_variants")
     fields = ["device", "torch", "commit", "op", "dtype", "n", "pyext_ms", "torch_ms", "pyext_gbs", "pct_copy",
               "speedup"]
 
@@ -169,9 +170,7 @@ def test_compare_variants_lines_up_the_runs_of_one_gpu_check(tmp_path, capsys):
 def test_emulated_math16_log_stays_within_half_an_ulp(capsys):
     # benchmarks/emulate_math16.py's model of the GPU's 16-bit log (no GPU needed): at MUFU.LG2's error bound,
     # BCE's -ln x rounds to the nearest bfloat16 and float16 but for a few in 10^4
-    spec = importlib.util.spec_from_file_location("pyext_emulate_math16", ROOT / "benchmarks" / "emulate_math16.py")
-    emulate = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(emulate)
+    emulate = load_script("emulate_math16")
     emulate.main()
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 4
@@ -180,18 +179,10 @@ def test_emulated_math16_log_stays_within_half_an_ulp(capsys):
         assert worst <= 0.505 and not_nearest <= 5e-4, row
 
 
-def load_targets():
-    spec = importlib.util.spec_from_file_location("pyext_targets", ROOT / "benchmarks" / "targets.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_targets_name_cases_the_harness_measures():
     """Every target reads rows that run.py writes: its op, mode, providers and, for the GPU, the sizes the GPU
     check runs (a misspelt case would be 'not measured' for ever)."""
-    run, targets = load_harness(), load_targets()
+    run, targets = load_harness(), load_script("targets")
     ops = {op.name for op in run.OPS} | {"sgd_momentum", "tutorial_logistic"}
     providers = {"pyext", "eager", "compile", "foreach", "fused", "graph"}
     gpu_check = (ROOT / "tests" / "gpu_check.sh").read_text()
@@ -205,7 +196,7 @@ def test_targets_name_cases_the_harness_measures():
 def test_targets_verdicts(tmp_path, capsys):
     """Met at the bound, missed below it, not measured where a row is missing; the committed full CPU run has
     every CPU target's rows."""
-    targets = load_targets()
+    targets = load_script("targets")
     fields = ["device", "torch", "commit", "op", "mode", "provider", "dtype", "n", "median_us", "p20_us", "p80_us",
               "gbs", "pct_copy"]
     rows = [("add", "fwd", "pyext", 4194304, 100.0), ("add", "fwd", "eager", 4194304, 100.0),  # 1.00x: met
