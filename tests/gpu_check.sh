@@ -15,7 +15,9 @@
 # VARIANTS="NAME=1 NAME=2,OTHER=4" also builds one copy per entry (nvcc -DNAME=1; -DNAME=2 -DOTHER=4; in the
 # background while the rest runs) and times each with gpu_quick.py beside the main build, which is timed
 # again after them (its second run gives the spread): tuning knobs compared on one card in one call, in a
-# table printed last.
+# table printed last. VARIANT_TESTS="EXPR" first runs the CUDA tests that pytest's -k EXPR selects on each
+# variant (a knob that changes what a call does, such as PYEXT_CUDA_DOMAIN_FLAG, needs them before it can
+# become the default); their failure is printed, and leaves the main build's verdict alone.
 # NCU_SECONDS=0 skips ncu; SANITIZERS="memcheck" runs one sanitizer.
 # RUN_PROVIDERS="pyext eager compile ..." picks run.py's providers (default: all but compile, whose compiles,
 # one per case, take minutes on the GPU machine).
@@ -116,6 +118,13 @@ commit=${PYEXT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
 for define in ${VARIANTS:-}; do
   step "benchmark, variant $define"
   dir="/tmp/$(tag "$define")"
+  if [ -n "${VARIANT_TESTS:-}" ]; then
+    (cd "$dir" && PYTHONPATH="$dir:$PYTHONPATH" timeout "${VARIANT_TEST_SECONDS:-90}" $PY -m pytest -q -m cuda $xdist \
+       -p no:cacheprovider --tb=short -k "$VARIANT_TESTS" tests) > "$OUT/$(tag "$define")/pytest.log" 2>&1
+    rc=$?
+    summary=$(tail -1 "$OUT/$(tag "$define")/pytest.log")
+    [ "$rc" = 0 ] && echo "variant tests: $summary" || echo "VARIANT TESTS FAILED (rc=$rc): $summary"
+  fi
   (cd "$dir" && PYEXT_COMMIT="${commit:-?}+$define" PYTHONPATH="$dir" \
      $PY benchmarks/gpu_quick.py --out "$OUT/$(tag "$define")") 2>&1 | tee "$OUT/$(tag "$define")/bench.log" | tail -40
 done

@@ -3,6 +3,7 @@ asked for, a CSV naming device, torch version and commit on every row, and a plo
 checked here (speed targets are the harness's business, never a test's)."""
 import csv
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -222,3 +223,10 @@ def test_targets_verdicts(tmp_path, capsys):
     assert "1.20x fused" in out and "0.99x eager" in out and "1.99x compile" in out
     full = targets.main([str(ROOT / "benchmarks" / "results" / "amd_epyc_x2_threads" / "full_cpu.csv")])
     assert full["not measured"] == 0 and sum(full.values()) == 8
+
+
+def test_gpu_check_script_parses():
+    """tests/gpu_check.sh runs only on the lent GPU machine, in one call that cannot be repeated at will: a
+    syntax error must show here first."""
+    done = subprocess.run(["bash", "-n", str(ROOT / "tests" / "gpu_check.sh")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
