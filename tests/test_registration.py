@@ -82,6 +82,33 @@ def test_compile_fullgraph(device, backend):
     torch.testing.assert_close(torch.autograd.grad(c(a, t), a), torch.autograd.grad(losses(a, t), a))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_autograd(device):
+    """The backward compiled too (compiled autograd): each pyext node is captured into its graph, and the
+    gradients are eager's."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    x = torch.randn(64, 2, device=device)
+    y = (torch.rand(64, 1, device=device) > 0.5).float()
+    w = torch.randn(2, device=device, requires_grad=True)
+    b = torch.zeros(1, device=device, requires_grad=True)
+
+    def train_step(x, y):
+        loss = logistic_step(x, w, b, y) + P.mse_loss(P.mul(x, w), x, reduction="sum")
+        loss.backward()
+        return loss
+    ref = train_step(x, y)
+    grads = (w.grad, b.grad)
+    w.grad = b.grad = None
+    with torch._dynamo.config.patch(compiled_autograd=True):
+        loss = torch.compile(train_step, backend="aot_eager")(x, y)
+    assert counters["compiled_autograd"]["captures"] == 1
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close((w.grad, b.grad), grads)
+
+
 def test_build_info():
     info = pyext.build_info()
     assert isinstance(info["cuda"], bool) and isinstance(info["cuda_archs"], list)
