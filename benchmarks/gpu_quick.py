@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from run import input_sets, measure  # noqa: E402 (benchmarks/ is this script's folder: on sys.path)
+from run import copy_bandwidth, input_sets, measure  # noqa: E402 (benchmarks/ is this script's folder: on sys.path)
 import pyext.ops as P
 
 DEVICE = "cuda"  # (the tests run this script's code on the CPU, at small sizes)
@@ -30,13 +30,6 @@ def time_ms(fn, sets=1):
     """Median milliseconds per call of fn(i), i cycling over `sets` copies of the inputs: run.py's timing, a
     steady loop (its host launching ahead of the GPU)."""
     return statistics.median(measure(fn, DEVICE, sets, 0.05)) * 1e3
-
-
-def copy_bandwidth():
-    x = torch.empty(COPY_ELEMENTS, dtype=torch.float32, device=DEVICE)
-    y = torch.empty_like(x)
-    ms = time_ms(lambda i: y.copy_(x))
-    return 2 * x.numel() * 4 / ms / 1e6  # GB/s, read + write
 
 
 def cases(n, dtype):
@@ -98,7 +91,7 @@ def main(argv=None):
     device = torch.cuda.get_device_name()
     commit = os.environ.get("PYEXT_COMMIT") or subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    copy = copy_bandwidth()
+    copy = copy_bandwidth(DEVICE, 0.05, COPY_ELEMENTS)
     print(f"{device}, torch {torch.__version__}, commit {commit or '?'}: copy bandwidth {copy:.0f} GB/s")
     rows = []
     header = f"{'op':<18} {'dtype':<9} {'n':>6} {'pyext ms':>9} {'torch ms':>9} {'pyext GB/s':>10} {'% copy':>7} {'speed-up':>8}"

@@ -161,8 +161,9 @@ def quantiles(samples):
     return statistics.median(s), q(0.2), q(0.8)
 
 
-def copy_bandwidth(device, min_time) -> float:
-    n = (256 << 20) // 4 if device == "cuda" else (128 << 20) // 4
+def copy_bandwidth(device, min_time, n=None) -> float:
+    """GB/s (read + write) of torch's copy of n floats (default 256 MB of them on CUDA, 128 MB on CPU)."""
+    n = n or ((256 << 20) // 4 if device == "cuda" else (128 << 20) // 4)
     x = torch.randn(n, device=device)
     y = torch.empty_like(x)
     med, _, _ = quantiles(measure(lambda i: y.copy_(x), device, 1, min_time))
