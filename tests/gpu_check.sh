@@ -39,8 +39,30 @@ step "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
 echo "compiler: ${CXX:-c++} $(${CXX:-c++} --version | head -1)"
+# The Python packages the tests and benchmarks use (the machine's image has them; one that is missing can
+# travel as a wheel: the device tool's README)
+$PY - <<'PY'
+from importlib import metadata
+def version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "MISSING"
+print("packages:", ", ".join(f"{n} {version(n)}" for n in ("pytest", "hypothesis", "pytest-xdist", "numpy", "matplotlib")))
+PY
 
 tag() { echo "variant_${1//[^A-Za-z0-9]/_}"; }
+# A variant whose knob no CUDA file reads (a misspelt or renamed macro) would time the default build under
+# another name: left out, and said so.
+variants=""
+for define in ${VARIANTS:-}; do
+  unknown=""
+  for knob in ${define//,/ }; do
+    grep -qx "#ifndef ${knob%%=*}" cuda/*.cu cuda/*.cuh || unknown="$unknown ${knob%%=*}"
+  done
+  [ -z "$unknown" ] && variants="$variants $define" || echo "VARIANT $define LEFT OUT: no CUDA file reads$unknown"
+done
+VARIANTS=$variants
 for define in ${VARIANTS:-}; do  # copies of the tree, built before ours makes build/
   dir="/tmp/$(tag "$define")"
   rm -rf "$dir" && cp -r . "$dir" && mkdir -p "$OUT/$(tag "$define")"

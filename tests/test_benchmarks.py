@@ -230,3 +230,23 @@ def test_gpu_check_script_parses():
     syntax error must show here first."""
     done = subprocess.run(["bash", "-n", str(ROOT / "tests" / "gpu_check.sh")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_gpu_check_leaves_out_unknown_knobs():
+    """A variant naming a macro that no CUDA file reads (misspelt, or renamed as PACKS_PER_THREAD was) would
+    time the default build under the variant's name: gpu_check.sh leaves it out and says so. Runs the
+    script's own block that sorts the variants."""
+    script = (ROOT / "tests" / "gpu_check.sh").read_text().splitlines()
+    first = next(i for i, line in enumerate(script) if line.startswith("tag()"))
+    last = next(i for i, line in enumerate(script) if line == "VARIANTS=$variants")
+    block = "\n".join(script[first : last + 1]) + '\necho "kept:$VARIANTS"'
+    variants = ("PYEXT_CUDA_DOMAIN_FLAG=2 PYEXT_CUDA_PACKS_PER_THREAD=4 "
+                "PYEXT_CUDA_THREADS=128,PYEXT_CUDA_ELEMS_PER_THREAD=8 PYEXT_CUDA_THREADS=128,PYEXT_CUDA_ELEM=8")
+    done = subprocess.run(["bash", "-c", block], cwd=ROOT, env={"VARIANTS": variants, "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "VARIANT PYEXT_CUDA_PACKS_PER_THREAD=4 LEFT OUT: no CUDA file reads PYEXT_CUDA_PACKS_PER_THREAD",
+        "VARIANT PYEXT_CUDA_THREADS=128,PYEXT_CUDA_ELEM=8 LEFT OUT: no CUDA file reads PYEXT_CUDA_ELEM",
+        "kept: PYEXT_CUDA_DOMAIN_FLAG=2 PYEXT_CUDA_THREADS=128,PYEXT_CUDA_ELEMS_PER_THREAD=8",
+    ]
