@@ -36,10 +36,11 @@
 //     (__launch_bounds__'s second argument, which caps registers);
 //   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps; 8 measured
 //     faster than 1 on an H200, benchmarks/NOTES.md, session 8);
-//   PYEXT_CUDA_PACKS_PER_THREAD: 0 (default) for that grid; N > 0 for as many blocks as give each thread about
-//     N packs, the same work per thread for every dtype and GPU (torch's loops take one pack a thread; 64
-//     waves, about 4 packs a thread for float add at 2^28, was faster for the float maps and slower for
-//     bfloat16, whose threads then took half as many: session 9);
+//   PYEXT_CUDA_ELEMS_PER_THREAD: 0 (default) for that grid; N > 0 for as many blocks as give each thread about
+//     N elements (N / 4 float packs, N / 8 bfloat16 ones, at least one), the same work per thread on every
+//     GPU. torch's grid: 128 threads a block, 8 elements a thread (2.14's CUDALoops.cuh). 64 waves, about
+//     4 packs a thread for float add at 2^28 and 2 for bfloat16, was faster than 8 for the float maps and
+//     slower for bfloat16 (session 9). The summing kernels keep the grid in GPU-fulls;
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
 //   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
@@ -56,8 +57,8 @@
 #ifndef PYEXT_CUDA_WAVES
 #define PYEXT_CUDA_WAVES 8
 #endif
-#ifndef PYEXT_CUDA_PACKS_PER_THREAD
-#define PYEXT_CUDA_PACKS_PER_THREAD 0
+#ifndef PYEXT_CUDA_ELEMS_PER_THREAD
+#define PYEXT_CUDA_ELEMS_PER_THREAD 0
 #endif
 #ifndef PYEXT_CUDA_FAST16
 #define PYEXT_CUDA_FAST16 1
@@ -387,9 +388,9 @@ class DomainFlags {
 };
 
 // Launches one map kernel over n elements (then, summing, the kernel adding its partials) on as
-// many blocks as fit on the GPU at once (times PYEXT_CUDA_WAVES), fewer when the work is smaller; or on
-// enough blocks for PYEXT_CUDA_PACKS_PER_THREAD packs a thread. The blocks that fit on an SM follow from the
-// kernel's registers: asked once, of the first GPU it runs on.
+// many blocks as fit on the GPU at once (times PYEXT_CUDA_WAVES), fewer when the work is smaller; or, not
+// summing, on enough blocks for PYEXT_CUDA_ELEMS_PER_THREAD elements a thread. The blocks that fit on an SM
+// follow from the kernel's registers: asked once, of the first GPU it runs on.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
 void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, const at::Tensor* sum_out,
                    double divisor, int* errors, int device, cudaStream_t stream) {
@@ -401,8 +402,9 @@ void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, 
     return std::max(v, 1);
   }();
   const int64_t units = n / VEC + n % VEC;  // packs, and the tail's elements
-  constexpr int64_t kPerBlock = kThreads * std::max(PYEXT_CUDA_PACKS_PER_THREAD, 1);
-  const int64_t cap = PYEXT_CUDA_PACKS_PER_THREAD > 0
+  constexpr bool kPerThread = PYEXT_CUDA_ELEMS_PER_THREAD > 0 && !kSum;  // a sum keeps its partials few
+  constexpr int64_t kPerBlock = kThreads * (kPerThread ? std::max(PYEXT_CUDA_ELEMS_PER_THREAD / VEC, 1) : 1);
+  const int64_t cap = kPerThread
                           ? std::numeric_limits<int>::max()
                           : static_cast<int64_t>(sm_count(device)) * resident * PYEXT_CUDA_WAVES;
   const int blocks = static_cast<int>(std::min<int64_t>(cap, (units + kPerBlock - 1) / kPerBlock));
