@@ -147,9 +147,18 @@ def mse_loss(
     size_average: Optional[bool] = None,
     reduce: Optional[bool] = None,
     reduction: str = "mean",
+    weight: Optional[Tensor] = None,
 ) -> Tensor:
     """``(input - target)^2``, like :func:`torch.nn.functional.mse_loss`; input and target broadcast
-    (with torch's warning when their sizes differ)."""
+    (with torch's warning when their sizes differ).
+
+    ``weight`` (of the input's size, else ValueError) weighs each element's square, and 'mean' then divides
+    by the weights' sum, as torch does. torch computes that case as a composite in Python, and so does
+    pyext: ``w (x - y)^2`` from pyext's kernels, summed by ``torch.sum``; for half types in float, as
+    pyext's losses compute (torch's stays in the half type, where the weight's gradient under 'mean',
+    ``(e_i - loss) / sum(w)``, is the difference of two terms rounded to that type: a few of its ulps of
+    ``e_i / sum(w)`` where the exact value is 0).
+    """
     if isinstance(input, Tensor) and isinstance(target, Tensor) and target.size() != input.size():
         import warnings
 
@@ -160,6 +169,21 @@ def mse_loss(
             stacklevel=2,
         )
     red = _reduction_enum(size_average, reduce, reduction)
+    if weight is None:
+        return _mse_loss(input, target, red)
+    if weight.size() != input.size():
+        raise ValueError("Weights and input must have the same size.")
+    squares = _mse_loss(input, target, _NONE)
+    dtype = torch.promote_types(squares.dtype, weight.dtype)
+    acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    weight = weight.to(acc)
+    weighted = mul(squares.to(acc), weight)
+    if red != _NONE:
+        weighted = weighted.sum() if red == _SUM else weighted.sum() / weight.sum()
+    return weighted.to(dtype)
+
+
+def _mse_loss(input: Tensor, target: Tensor, red: int) -> Tensor:
     out = _eager(_C.mse_loss, input, target, red)
     return out if out is not NotImplemented else _ops.mse_loss(input, target, red)
 

@@ -77,6 +77,14 @@ def test_mse(device, reduction):
     check(lambda a, b: P.mse_loss(a, b, reduction=reduction), (rand((4, 3), device=device), rand((4, 3), device=device)))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_mse_weighted(device, reduction):
+    x, y = rand((4, 3), device=device), rand((4, 3), device=device)
+    w = rand((4, 3), device=device, low=0.5, high=2.0)
+    check(lambda a, b, c: P.mse_loss(a, b, reduction=reduction, weight=c), (x, y, w))
+
+
 def test_weight_gradient_is_a_clear_error():
     x = torch.rand(3, dtype=torch.float64, requires_grad=True)
     w = torch.rand(3, dtype=torch.float64, requires_grad=True)

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import pyext
 import pyext.ops as P
@@ -102,6 +103,10 @@ def test_wrong_shapes_for_loss_arguments(device):
         P.binary_cross_entropy_with_logits(x, y, t(2, 4, 3, device=device))
     with pytest.raises(RuntimeError, match=r"pos_weight has shape \[5\], which does not broadcast"):
         P.binary_cross_entropy_with_logits(x, y, pos_weight=t(5, device=device))
+    for w in (t(3, device=device), t(1, 3, device=device)):  # mse's weight has the input's size, as in torch
+        for fn in (P.mse_loss, F.mse_loss):
+            with pytest.raises(ValueError, match="^Weights and input must have the same size.$"):
+                fn(x, y, weight=w)
 
 
 def test_wrong_grad_output_shape():

@@ -135,6 +135,9 @@ def test_losses(shape, dtype, reduction, data):
             cancels=True)
     compare(lambda a, b: P.mse_loss(a, b, reduction=reduction),
             lambda a, b: F.mse_loss(a, b, reduction=reduction), dtype, [x, y], [0, 1], cancels=reduction != "none")
+    w = data.draw(tensor_of(shape, dtype, low=0.5, high=2.0, specials=False))
+    compare(lambda a, b, c: P.mse_loss(a, b, reduction=reduction, weight=c),
+            lambda a, b, c: F.mse_loss(a, b, reduction=reduction, weight=c), dtype, [x, y, w], [0, 1, 2])
     p = data.draw(tensor_of(shape, dtype, low=0.0, high=1.0, specials=False))
     compare(lambda a, b: P.binary_cross_entropy(a, b, reduction=reduction),
             lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction), dtype, [p, y], [0])

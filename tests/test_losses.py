@@ -93,16 +93,14 @@ def test_bce_with_logits_weights(device, dtype, shape, weight, pos_weight, reduc
 
 @pytest.mark.parametrize("device", DEVICES[1:])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("loss, weighted", [("bce", False), ("bce", True), ("bce_with_logits", False),
+                                            ("bce_with_logits", True), ("mse", False)])
 def test_flat_cuda_kernels_know_the_argument_kinds(loss, device, dtype, weighted, reduction):
     """Contiguous inputs in the common argument patterns (the incoming gradient one value after 'mean' and
     'sum', a tensor after 'none'; the weights all absent or all given) run the flat kernels compiled for
     those kinds (cuda/kernels.cu), never the one that reads each argument's kind from its plan; and they
-    match torch."""
-    if loss == "mse" and weighted:
-        pytest.skip("mse_loss takes no weight")
+    match torch. (A weighted MSE is a composite of pyext ops, as in torch: test_mse_weight.)"""
     ours, theirs, values, _ = LOSSES[loss]
     low, high = values or (-3.0, 3.0)
     x = make((4096,), dtype, device, low=low, high=high).requires_grad_()
@@ -124,6 +122,38 @@ def test_flat_cuda_kernels_know_the_argument_kinds(loss, device, dtype, weighted
     assert len(ours_kernels) >= (2 if loss == "mse" else 3), ours_kernels
     from_plan = [name for name in ours_kernels if "4294967295" in name]  # kKindsFromPlan, ~0u
     assert not from_plan, from_plan
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(1,), (1023,), (3, 5, 7)], ids=shape_id)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mse_weight(device, dtype, shape, reduction):
+    """F.mse_loss's weight (the input's size; 'mean' divides by the weights' sum): values and the
+    gradients of input, target and weight."""
+    x = make(shape, dtype, device, "transposed").mul(3).detach().requires_grad_()
+    y = make(shape, dtype, device, "offset").requires_grad_()
+    w = make(shape, dtype, device, low=0.5, high=2.0).requires_grad_()
+    check_against_torch(
+        lambda a, b, c: P.mse_loss(a, b, reduction=reduction, weight=c),
+        lambda a, b, c: F.mse_loss(a, b, reduction=reduction, weight=c),
+        [x, y, w], dtype, upcast=True,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mse_weight_with_broadcast_target(device, reduction):
+    """The target broadcasts (with torch's warning) and the weight, of the input's size, then broadcasts too."""
+    x = make((4, 1), torch.float32, device).requires_grad_()
+    y = make((3,), torch.float32, device).requires_grad_()
+    w = make((4, 1), torch.float32, device, low=0.5, high=2.0).requires_grad_()
+    with pytest.warns(UserWarning, match="Using a target size"):
+        check_against_torch(
+            lambda a, b, c: P.mse_loss(a, b, reduction=reduction, weight=c),
+            lambda a, b, c: F.mse_loss(a, b, reduction=reduction, weight=c),
+            [x, y, w], torch.float32,
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -74,9 +74,10 @@ def test_compile_fullgraph(device, backend):
 
     def losses(a, t):
         return (P.binary_cross_entropy_with_logits(a, t, reduction="sum")
-                + P.mse_loss(a, t) + P.add(a, t, alpha=0.5).sum())
+                + P.mse_loss(a, t) + P.mse_loss(a, t, weight=weight) + P.add(a, t, alpha=0.5).sum())
     a = torch.randn(8, 3, device=device, requires_grad=True)
     t = torch.rand(8, 3, device=device)
+    weight = torch.rand(8, 3, device=device) + 0.5
     c = torch.compile(losses, fullgraph=True, backend=backend)
     torch.testing.assert_close(c(a, t), losses(a, t))
     torch.testing.assert_close(torch.autograd.grad(c(a, t), a), torch.autograd.grad(losses(a, t), a))
