@@ -1,6 +1,9 @@
 """Shared test helpers: devices, dtypes with tolerances, shapes and layouts."""
+import inspect
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 import pyext  # noqa: F401  (loads the kernels)
 
@@ -12,6 +15,9 @@ DEVICES = [
                                 pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU (or pyext built without CUDA)")]),
 ]
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+# F.mse_loss's weight, which pyext.ops.mse_loss follows (in torch 2.13 and 2.14; the GPU machine runs 2.11)
+needs_torch_mse_weight = pytest.mark.skipif("weight" not in inspect.signature(F.mse_loss).parameters,
+                                            reason="this torch's F.mse_loss takes no weight")
 
 # Per-dtype tolerances against torch's op on the same values in the same dtype.
 TOL = {

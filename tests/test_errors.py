@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import pyext
 import pyext.ops as P
 import pyext.optim
-from conftest import DEVICES, HAS_CUDA
+from conftest import DEVICES, HAS_CUDA, needs_torch_mse_weight
 
 
 def t(*shape, device="cpu", **kw):
@@ -103,7 +103,14 @@ def test_wrong_shapes_for_loss_arguments(device):
         P.binary_cross_entropy_with_logits(x, y, t(2, 4, 3, device=device))
     with pytest.raises(RuntimeError, match=r"pos_weight has shape \[5\], which does not broadcast"):
         P.binary_cross_entropy_with_logits(x, y, pos_weight=t(5, device=device))
-    for w in (t(3, device=device), t(1, 3, device=device)):  # mse's weight has the input's size, as in torch
+
+
+@needs_torch_mse_weight
+@pytest.mark.parametrize("device", DEVICES)
+def test_mse_weight_of_another_size(device):
+    """mse_loss's weight has the input's size (no broadcasting), with torch's error."""
+    x, y = t(4, 3, device=device), t(4, 3, device=device)
+    for w in (t(3, device=device), t(1, 3, device=device)):
         for fn in (P.mse_loss, F.mse_loss):
             with pytest.raises(ValueError, match="^Weights and input must have the same size.$"):
                 fn(x, y, weight=w)

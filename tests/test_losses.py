@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import pyext.ops as P
-from conftest import DEVICES, DTYPES, LAYOUTS, SHAPES, make, shape_id
+from conftest import DEVICES, DTYPES, LAYOUTS, SHAPES, make, needs_torch_mse_weight, shape_id
 from test_elementwise import check_against_torch
 
 REDUCTIONS = ["none", "mean", "sum"]
@@ -124,6 +124,7 @@ def test_flat_cuda_kernels_know_the_argument_kinds(loss, device, dtype, weighted
     assert not from_plan, from_plan
 
 
+@needs_torch_mse_weight
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", [(1,), (1023,), (3, 5, 7)], ids=shape_id)
@@ -141,6 +142,7 @@ def test_mse_weight(device, dtype, shape, reduction):
     )
 
 
+@needs_torch_mse_weight
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_mse_weight_with_broadcast_target(device, reduction):
