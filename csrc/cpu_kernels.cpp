@@ -55,19 +55,43 @@ struct Math<Vectorized<S>> {
   static V log1p(V x) {
     const V u = V(1) + x;
     const V c = x - (u - V(1));
-    const V special = (u == V(0)) | (x == V(std::numeric_limits<S>::infinity()));
 #if defined(CPU_CAPABILITY_AVX512)
     if constexpr (std::is_same_v<S, float>) {
-      return avx512::log(u, c, static_cast<__mmask16>(special.zero_mask()));  // corrected where not special
+      const __mmask16 special = _mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_EQ_OQ) |
+                                _mm512_cmp_ps_mask(x, _mm512_set1_ps(std::numeric_limits<float>::infinity()),
+                                                   _CMP_EQ_OQ);
+      return avx512::log(u, c, static_cast<__mmask16>(~special));  // corrected where not special
     }
 #endif
+    const V special = (u == V(0)) | (x == V(std::numeric_limits<S>::infinity()));
     const V ln_u = log(u);
     return V::blendv(ln_u + c / u, ln_u, special);
   }
   static V abs(V x) { return x.abs(); }
   static V div(V a, V b) { return a / b; }
-  static V max(V a, V b) { return at::vec::maximum(a, b); }
-  static V min(V a, V b) { return at::vec::minimum(a, b); }
+  // std::max(a, b) and std::min(a, b), as the scalar Math: a NaN in a kept, one in b not. x86's max and min
+  // give their second operand where either is NaN (or both are zeros), so with the operands swapped they are
+  // exactly these, in one instruction (at::vec::maximum, which keeps a NaN from either, takes four).
+  static V max(V a, V b) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<S, float>) return _mm512_max_ps(b, a);
+    if constexpr (std::is_same_v<S, double>) return _mm512_max_pd(b, a);
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<S, float>) return _mm256_max_ps(b, a);
+    if constexpr (std::is_same_v<S, double>) return _mm256_max_pd(b, a);
+#endif
+    return V::blendv(a, b, a < b);
+  }
+  static V min(V a, V b) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<S, float>) return _mm512_min_ps(b, a);
+    if constexpr (std::is_same_v<S, double>) return _mm512_min_pd(b, a);
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<S, float>) return _mm256_min_ps(b, a);
+    if constexpr (std::is_same_v<S, double>) return _mm256_min_pd(b, a);
+#endif
+    return V::blendv(a, b, b < a);
+  }
 };
 
 namespace cpu {
@@ -154,6 +178,76 @@ int64_t l3_bytes() {
   return bytes;
 }
 
+// BCE's domain check over the vector steps of a row, read once after them. x lies in [0, 1] exactly when the
+// bits of x + 0 (which makes -0 +0), read as an unsigned integer, are at most 1's: a negative x has the sign
+// bit, NaN and values past 1 larger bits. So a step keeps the largest such bits of each argument: an add and an
+// unsigned max, no mask or flag (the GPU's check, cuda/kernels.cu). Without an unsigned max of the lane width,
+// each step tests its lanes.
+template <typename T>
+struct UnitIntervalCheck {
+  using V = Vectorized<T>;
+#if defined(CPU_CAPABILITY_AVX512)
+  static constexpr bool kBits = std::is_same_v<T, float> || std::is_same_v<T, double>;
+  using Bits = __m512i;
+#elif defined(CPU_CAPABILITY_AVX2)
+  static constexpr bool kBits = std::is_same_v<T, float>;
+  using Bits = __m256i;
+#else
+  static constexpr bool kBits = false;
+  using Bits = int;
+#endif
+  Bits worst[2] = {};
+  int errors = 0;
+
+  static Bits bits(V x) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<T, float>) return _mm512_castps_si512(_mm512_add_ps(x, _mm512_setzero_ps()));
+    if constexpr (std::is_same_v<T, double>) return _mm512_castpd_si512(_mm512_add_pd(x, _mm512_setzero_pd()));
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<T, float>) return _mm256_castps_si256(_mm256_add_ps(x, _mm256_setzero_ps()));
+#endif
+    return Bits{};
+  }
+  static Bits larger(Bits a, Bits b) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<T, float>) return _mm512_max_epu32(a, b);
+    if constexpr (std::is_same_v<T, double>) return _mm512_max_epu64(a, b);
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<T, float>) return _mm256_max_epu32(a, b);
+#endif
+    return a;
+  }
+  static bool outside(Bits w) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<T, float>) return _mm512_cmpgt_epu32_mask(w, _mm512_set1_epi32(0x3f800000));
+    if constexpr (std::is_same_v<T, double>) {
+      return _mm512_cmpgt_epu64_mask(w, _mm512_set1_epi64(0x3ff0000000000000));
+    }
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<T, float>) {  // max(w, 1's) == 1's where w <= 1's
+      const __m256i one = _mm256_set1_epi32(0x3f800000);
+      return _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_max_epu32(w, one), one)) != -1;
+    }
+#endif
+    return false;
+  }
+
+  void add(V x, V y) {
+    if constexpr (kBits) {
+      worst[0] = larger(worst[0], bits(x));
+      worst[1] = larger(worst[1], bits(y));
+    } else {
+      const V zero(0), one(1);
+      errors |= (((x >= zero) & (x <= one)).zero_mask() ? kArg0OutOfRange : 0) |
+                (((y >= zero) & (y <= one)).zero_mask() ? kArg1OutOfRange : 0);
+    }
+  }
+  int result() const {
+    if constexpr (kBits) return (outside(worst[0]) ? kArg0OutOfRange : 0) | (outside(worst[1]) ? kArg1OutOfRange : 0);
+    return errors;
+  }
+};
+
 // Runs one formula over rows of the iteration. Sink decides what happens to each result.
 template <typename scalar_t, typename Op>
 struct RowLoop {
@@ -183,11 +277,6 @@ struct RowLoop {
   static int unit_interval_errors(acc_t x, acc_t y) {
     return (in_unit_interval(x) ? 0 : kArg0OutOfRange) | (in_unit_interval(y) ? 0 : kArg1OutOfRange);
   }
-  static int unit_interval_errors(const Vectorized<acc_t>& x, const Vectorized<acc_t>& y) {
-    const Vectorized<acc_t> zero(0), one(1);
-    return (((x >= zero) & (x <= one)).zero_mask() ? kArg0OutOfRange : 0) |
-           (((y >= zero) & (y <= one)).zero_mask() ? kArg1OutOfRange : 0);
-  }
 
   // The vector body of a contiguous row: the steps of IO::kStep elements that fit in n; returns where
   // the scalar tail starts. Constants and broadcast scalars are loaded once (unless kDense: none).
@@ -206,6 +295,7 @@ struct RowLoop {
         ptr[a] = reinterpret_cast<const scalar_t*>(data[t]);
       }
     }
+    UnitIntervalCheck<acc_t> check;
     int64_t i = 0;
     for (; i + IO::kStep <= n; i += IO::kStep) {
       for (int a = 0; a < N; ++a) {
@@ -215,11 +305,12 @@ struct RowLoop {
       for (int p = 0; p < IO::kParts; ++p) {
         std::array<Vectorized<acc_t>, N> part;
         for (int a = 0; a < N; ++a) part[a] = args[a][p];
-        if constexpr (ChecksUnitInterval<Op>::value) errors |= unit_interval_errors(part[0], part[1]);
+        if constexpr (ChecksUnitInterval<Op>::value) check.add(part[0], part[1]);
         result[p] = call(part);
       }
       sink.vec(i, result);
     }
+    if constexpr (ChecksUnitInterval<Op>::value) errors |= check.result();
     return i;
   }
 
