@@ -67,6 +67,13 @@ struct Math<Vectorized<S>> {
     const V ln_u = log(u);
     return V::blendv(ln_u + c / u, ln_u, special);
   }
+  // ln(1 + e^z) for z <= 0: e^z lies in [0, 1] (formulas.h's log1p_exp)
+  static V log1p_exp(V z) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<S, float>) return avx512::log1p_unit(exp(z));
+#endif
+    return log1p(exp(z));
+  }
   static V abs(V x) { return x.abs(); }
   static V div(V a, V b) { return a / b; }
   // std::max(a, b) and std::min(a, b), as the scalar Math: a NaN in a kept, one in b not. x86's max and min

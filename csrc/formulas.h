@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 namespace pyext {
 
@@ -108,10 +109,25 @@ struct BceTargetBackwardOp {
 
 // --- binary cross-entropy on logits -------------------------------------------------------------
 
+// ln(1 + e^z) for z <= 0 (or NaN): M::log1p_exp where the math has one (the CPU's AVX-512 float, whose e^z in
+// [0, 1] needs no special case in the log), else M::log1p(M::exp(z)).
+template <typename M, typename T, typename = void>
+struct HasLog1pExp : std::false_type {};
+template <typename M, typename T>
+struct HasLog1pExp<M, T, std::void_t<decltype(M::log1p_exp(std::declval<T>()))>> : std::true_type {};
+template <typename T, typename M>
+C10_HOST_DEVICE inline T log1p_exp(T z) {
+  if constexpr (HasLog1pExp<M, T>::value) {
+    return M::log1p_exp(z);
+  } else {
+    return M::log1p(M::exp(z));
+  }
+}
+
 // ln sigmoid(x) = min(x, 0) - ln(1 + e^-|x|): never overflows
 template <typename T, typename M = Math<T>>
 C10_HOST_DEVICE inline T log_sigmoid(T x) {
-  return M::min(x, T(0)) - M::log1p(M::exp(-M::abs(x)));
+  return M::min(x, T(0)) - log1p_exp<T, M>(-M::abs(x));
 }
 
 // L = w ((1 - y) x - l ln sigmoid(x)), l = 1 + (p - 1) y with pos_weight p (l = 1 without)
