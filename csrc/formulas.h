@@ -82,28 +82,29 @@ struct BceOp {
   }
 };
 
-// dL/dx = g w (x - y) / max(x (1 - x), 1e-12), divided by n for 'mean'
+// dL/dx = g w (x - y) / max(x (1 - x), 1e-12), times scale: 1/n for 'mean', else 1 (the loss backwards multiply
+// by 1/n where torch divides by n: at most an ulp apart, and no division per element)
 template <typename acc_t>
 struct BceBackwardOp {
   static constexpr int arity = 4;  // g, x, y, w
   static constexpr unsigned kGradArg = 0b0001, kOptionalArgs = 0b1000;
-  acc_t divisor;
+  acc_t scale;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T y, T w) const {
     const T eps = T(1e-12);
-    return M::div(M::div(g * (x - y), M::max((T(1) - x) * x, eps)) * w, T(divisor));
+    return M::div(g * (x - y), M::max((T(1) - x) * x, eps)) * w * T(scale);
   }
 };
 
-// dL/dy = -g w logit(x) = -g w ln(x / (1 - x)), divided by n for 'mean'
+// dL/dy = -g w logit(x) = -g w ln(x / (1 - x)), times scale (1/n for 'mean')
 template <typename acc_t>
 struct BceTargetBackwardOp {
   static constexpr int arity = 3;  // g, x, w
   static constexpr unsigned kGradArg = 0b001, kOptionalArgs = 0b100;
-  acc_t divisor;
+  acc_t scale;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T w) const {
-    return M::div(-M::log(M::div(x, T(1) - x)) * g * w, T(divisor));
+    return -M::log(M::div(x, T(1) - x)) * g * w * T(scale);
   }
 };
 
@@ -145,13 +146,13 @@ struct BceLogitsOp {
   }
 };
 
-// dL/dx = g w ((p y + 1 - y) sigmoid(x) - p y)   (sigmoid(x) - y without p), divided by n for 'mean'
+// dL/dx = g w ((p y + 1 - y) sigmoid(x) - p y)   (sigmoid(x) - y without p), times scale (1/n for 'mean')
 template <typename acc_t>
 struct BceLogitsBackwardOp {
   static constexpr int arity = 5;  // g, x, y, w, p
   static constexpr unsigned kGradArg = 0b00001, kOptionalArgs = 0b11000;
   bool has_pos_weight;
-  acc_t divisor;
+  acc_t scale;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T y, T w, T p) const {
     const T s = SigmoidOp<acc_t>{}.template operator()<T, M>(x);
@@ -162,21 +163,21 @@ struct BceLogitsBackwardOp {
     } else {
       d = s - y;
     }
-    return M::div(d * g * w, T(divisor));
+    return d * g * w * T(scale);
   }
 };
 
-// dL/dy = g w (ln sigmoid(-x) - p ln sigmoid(x))   (-x without p), divided by n for 'mean'
+// dL/dy = g w (ln sigmoid(-x) - p ln sigmoid(x))   (-x without p), times scale (1/n for 'mean')
 template <typename acc_t>
 struct BceLogitsTargetBackwardOp {
   static constexpr int arity = 4;  // g, x, w, p
   static constexpr unsigned kGradArg = 0b0001, kOptionalArgs = 0b1100;
   bool has_pos_weight;
-  acc_t divisor;
+  acc_t scale;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T g, T x, T w, T p) const {
     const T d = has_pos_weight ? log_sigmoid<T, M>(-x) - log_sigmoid<T, M>(x) * p : -x;
-    return M::div(d * g * w, T(divisor));
+    return d * g * w * T(scale);
   }
 };
 
@@ -242,7 +243,7 @@ constexpr int kMaxArity = 5;
 // 0-d tensor beside a CUDA tensor, or an absent weight, which is 1).
 struct Formula {
   OpKind op;
-  double param = 0;          // add: alpha; a loss backward: divisor or norm
+  double param = 0;          // add: alpha; a loss backward: its scale (1/n, 2/n for MSE, after 'mean')
   bool flag = false;         // BCE with logits: pos_weight given
   bool is_const[kMaxArity] = {false, false, false, false, false};
   double value[kMaxArity] = {0, 0, 0, 0, 0};

@@ -256,7 +256,7 @@ Tensor binary_cross_entropy_backward(const Tensor& grad, const Tensor& self, con
   check_broadcasts_to(op, weight, "weight", self.sizes());
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceBackward};
-  f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
+  f.param = reduction == kMean ? 1.0 / static_cast<double>(self.numel()) : 1.0;
   const Arg w = optional_arg(f, 3, "weight", weight);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w});
 }
@@ -268,7 +268,7 @@ Tensor binary_cross_entropy_target_backward(const Tensor& grad, const Tensor& se
   check_broadcasts_to(op, weight, "weight", self.sizes());
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceTargetBackward};
-  f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
+  f.param = reduction == kMean ? 1.0 / static_cast<double>(self.numel()) : 1.0;
   const Arg w = optional_arg(f, 2, "weight", weight);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, w});
 }
@@ -300,7 +300,7 @@ Tensor binary_cross_entropy_with_logits_backward(const Tensor& grad, const Tenso
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceLogitsBackward};
   f.flag = pos_weight && pos_weight->defined();
-  f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
+  f.param = reduction == kMean ? 1.0 / static_cast<double>(self.numel()) : 1.0;
   const Arg w = optional_arg(f, 3, "weight", weight);
   const Arg p = optional_arg(f, 4, "pos_weight", pos_weight);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w, p});
@@ -316,7 +316,7 @@ Tensor binary_cross_entropy_with_logits_target_backward(const Tensor& grad, cons
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceLogitsTargetBackward};
   f.flag = pos_weight && pos_weight->defined();
-  f.param = reduction == kMean ? static_cast<double>(self.numel()) : 1.0;
+  f.param = reduction == kMean ? 1.0 / static_cast<double>(self.numel()) : 1.0;
   const Arg w = optional_arg(f, 2, "weight", weight);
   const Arg p = optional_arg(f, 3, "pos_weight", pos_weight);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, w, p});
