@@ -26,6 +26,7 @@ import argparse
 import csv
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -305,14 +306,20 @@ def git_commit():
 def device_name(device):
     if device == "cuda":
         return torch.cuda.get_device_name()
+    # The model name, with the family and model numbers where cpuinfo has them: a virtual machine's name may be
+    # only "AMD EPYC", which two CPUs of very different speed share (benchmarks/NOTES.md, session 13).
+    fields = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} x{torch.get_num_threads()} threads"
-    return "cpu"
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "model name" not in fields:
+        return "cpu"
+    generation = f" (family {fields['cpu family']} model {fields['model']})" if "cpu family" in fields else ""
+    return f"{fields['model name']}{generation} x{torch.get_num_threads()} threads"
 
 
 def slug(name):
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")[:60]
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:60]
 
 
 def main(argv=None):
