@@ -3,7 +3,8 @@
 // [0, 1] and ln(1 + x) for x in [-1, 0]. Knowing the domain leaves out the handling of negative, infinite and
 // NaN arguments, and log1p becomes the log of 1 + x with its rounding put back, not CUDA's longer log1pf:
 //   ln x = e ln2 + ln(1 + r), x = (1 + r) 2^e with 1 + r in [0.75, 1.5), ln(1 + r) = r + r^2 q(r)
-//     (log_polynomial.h: the CPU's AVX-512 log's polynomial, and the same results for every float in [0, 1]).
+//     (log_polynomial.h: the CPU's AVX-512 log's polynomial, evaluated here by Horner's rule, which is fewer
+//     instructions; the CPU's Estrin form, shorter in latency, may round the last bit otherwise).
 //     x is reduced as x 2^23, which is normal for every x in [0, 1] but 0 (no branch or select for
 //     subnormals); 0 gives -150 ln2 = -104.0, below BCE's clamp at -100 (where -inf would be clamped);
 //   ln(1 + x): u = 1 + x rounded, c = (1 + x) - u exactly (x + (1 - u), both steps exact for x in [-1, 0]),
