@@ -187,8 +187,8 @@ int64_t l3_bytes() {
 
 // BCE's domain check over the vector steps of a row, read once after them. x lies in [0, 1] exactly when the
 // bits of x + 0 (which makes -0 +0), read as an unsigned integer, are at most 1's: a negative x has the sign
-// bit, NaN and values past 1 larger bits. So a step keeps the largest such bits of each argument: an add and an
-// unsigned max, no mask or flag (the GPU's check, cuda/kernels.cu). Without an unsigned max of the lane width,
+// bit, NaN and values past 1 larger bits (formulas.h's unit_interval_key). So a step keeps the largest such bits
+// of each argument: an add and an unsigned max, no mask or flag (as the GPU does, cuda/kernels.cu). Without an unsigned max of the lane width,
 // each step tests its lanes.
 template <typename T>
 struct UnitIntervalCheck {
@@ -225,14 +225,13 @@ struct UnitIntervalCheck {
     return a;
   }
   static bool outside(Bits w) {
+    [[maybe_unused]] const auto bound = unit_interval_key(T(1));  // the largest key in [0, 1]
 #if defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<T, float>) return _mm512_cmpgt_epu32_mask(w, _mm512_set1_epi32(0x3f800000));
-    if constexpr (std::is_same_v<T, double>) {
-      return _mm512_cmpgt_epu64_mask(w, _mm512_set1_epi64(0x3ff0000000000000));
-    }
+    if constexpr (std::is_same_v<T, float>) return _mm512_cmpgt_epu32_mask(w, _mm512_set1_epi32(bound));
+    if constexpr (std::is_same_v<T, double>) return _mm512_cmpgt_epu64_mask(w, _mm512_set1_epi64(bound));
 #elif defined(CPU_CAPABILITY_AVX2)
     if constexpr (std::is_same_v<T, float>) {  // max(w, 1's) == 1's where w <= 1's
-      const __m256i one = _mm256_set1_epi32(0x3f800000);
+      const __m256i one = _mm256_set1_epi32(bound);
       return _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_max_epu32(w, one), one)) != -1;
     }
 #endif

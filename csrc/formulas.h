@@ -278,7 +278,8 @@ inline void visit_formula(const Formula& f, Fn&& fn) {
 // BCE's check of its input and target, x in [0, 1] (false for NaN), as a key: x + 0 (which makes -0 +0) lies in
 // [0, 1] exactly when its bits, read as an unsigned integer, are at most 1's (a negative number has the sign
 // bit set; NaN, inf and every number above 1 have larger bits). The GPU keeps the largest key of each argument
-// (one add and one integer max per element); the CPU's scalar loops test each value.
+// (one add and one integer max per element), and so do the CPU's vector loops; its scalar loops test each
+// value.
 C10_HOST_DEVICE inline uint32_t unit_interval_key(float x) { return c10::bit_cast<uint32_t>(x + 0.0f); }
 C10_HOST_DEVICE inline uint64_t unit_interval_key(double x) { return c10::bit_cast<uint64_t>(x + 0.0); }
 template <typename T>
