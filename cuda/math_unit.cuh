@@ -5,8 +5,8 @@
 //   ln x = e ln2 + ln(1 + r), x = (1 + r) 2^e with 1 + r in [0.75, 1.5), ln(1 + r) = r + r^2 q(r)
 //     (log_polynomial.h: the CPU's AVX-512 log's polynomial, evaluated here by Horner's rule, which is fewer
 //     instructions; the CPU's Estrin form, shorter in latency, may round the last bit otherwise).
-//     x is reduced as x 2^23, which is normal for every x in [0, 1] but 0 (no branch or select for
-//     subnormals); 0 gives -150 ln2 = -104.0, below BCE's clamp at -100 (where -inf would be clamped);
+//     x is reduced as x 2^23 + 0, which is normal for every x in [0, 1] but 0 (no branch or select for
+//     subnormals); 0 and -0 give -150 ln2 = -104.0, below BCE's clamp at -100 (where -inf would be clamped);
 //   ln(1 + x): u = 1 + x rounded, c = (1 + x) - u exactly (x + (1 - u), both steps exact for x in [-1, 0]),
 //     reduced as u, with c 2^-e added to r (exact scaling) before the polynomial. u is 0 (giving -104.0) or at
 //     least 2^-24.
@@ -57,9 +57,11 @@ struct UnitIntervalMath : Math<float> {
     return std::fma(e, kLn2Hi, std::fma(e, kLn2Lo, ln_m));
   }
 
-  // ln x for x in [0, 1], reduced as x 2^23: normal for every x but 0
+  // ln x for x in [0, 1], reduced as x 2^23: normal for every x but 0. The + 0 makes -0 (in [0, 1] for the
+  // domain check, as for torch's) +0, whose log is -104; -0's bits would reduce to +73.5. As one fma, no
+  // instruction more (the product is exact; no compiler drops a + 0 without being told signed zeros do not matter).
   static C10_HOST_DEVICE float log(float x) {
-    const Reduced d = reduce(x * 8388608.0f);
+    const Reduced d = reduce(std::fma(x, 8388608.0f, 0.0f));
     return log_from(d.r, d.e - 23.0f);
   }
 

@@ -93,14 +93,15 @@ def test_gpu_float_bce_math_on_the_host(name, target, host_bce):
 
 
 def test_gpu_float_bce_math_at_the_edges(host_bce):
-    # 0 and 1, subnormals (2^-140: ln x = -97.0, not clamped), the clamp at -100, both sides of 0.5 and 1 - 2^-24
-    # (where 1 - x changes exponent), against torch's BCE in float64, for targets 0, 1 and between
-    x = torch.tensor([0, 2**-149, 2**-140, 2**-126, 1e-30, 1e-8, 2**-25, 2**-24, 0.25, 0.5 - 2**-25, 0.5,
+    # 0, -0 (in [0, 1] for the domain check, as for torch's) and 1, subnormals (2^-140: ln x = -97.0, not clamped),
+    # the clamp at -100, both sides of 0.5 and 1 - 2^-24 (where 1 - x changes exponent), against torch's BCE in
+    # float64, for targets 0, 1 and between
+    x = torch.tensor([0, -0.0, 2**-149, 2**-140, 2**-126, 1e-30, 1e-8, 2**-25, 2**-24, 0.25, 0.5 - 2**-25, 0.5,
                       0.5 + 2**-24, 0.75, 1 - 2**-23, 1 - 2**-24, 1], dtype=torch.float64)
     y = torch.tensor([0, 1, 0.25, 0.5, 0.9], dtype=torch.float64)
     x, y = torch.cat([x, torch.rand(10**5, dtype=torch.float64)]), torch.cat([y, torch.rand(10**5, dtype=torch.float64)])
     x, y = x.float().double(), y.float().double()  # inputs the float math can take exactly
-    xx, yy = torch.meshgrid(x[:16], y[:5], indexing="ij")
-    x, y = torch.cat([xx.flatten(), x[16:]]), torch.cat([yy.flatten(), y[5:]])
+    xx, yy = torch.meshgrid(x[:17], y[:5], indexing="ij")
+    x, y = torch.cat([xx.flatten(), x[17:]]), torch.cat([yy.flatten(), y[5:]])
     expected = F.binary_cross_entropy(x, y, reduction="none")
     torch.testing.assert_close(host_bce(x, y).double(), expected, rtol=4 * 2**-24, atol=0)
