@@ -290,7 +290,14 @@ def tutorial_callable(kind, provider, device):
     opt.zero_grad(set_to_none=True)
     with torch.cuda.graph(graph):
         step()
-    return (lambda i: graph.replay()), len(x)
+
+    def replay(i=0):
+        graph.replay()
+    # The graph holds addresses, not tensors: what it reads and writes outside its own pool (the data, the
+    # parameters, the optimizer's state) must live as long as it is replayed, or the allocator hands that memory
+    # to other tensors and the replays train on them.
+    replay.keeps = (x, y, model, opt)
+    return replay, len(x)
 
 
 # --- the run ------------------------------------------------------------------------------------------

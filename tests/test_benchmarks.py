@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import DEVICES
+from conftest import DEVICES, HAS_CUDA
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,6 +54,34 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
         assert {int(r["n"]) for r in rows if r["op"] == model} == {points}  # the data set's size
     assert all(float(r["median_us"]) > 0 for r in rows)
     assert "copy bandwidth" in capsys.readouterr().out
+
+
+# The tutorial step captured in a CUDA graph, its replays after the function that made it has returned and other
+# tensors have taken whatever memory it freed: the data, the parameters and the optimizer's state must still be the
+# graph's (session 14's GPU check: they were not, and the replayed BCE met NaN targets). A subprocess: a device-side
+# assertion ends the process's CUDA context.
+GRAPH_REPLAY_SCRIPT = f"""
+import gc, importlib.util, sys, torch
+spec = importlib.util.spec_from_file_location("run", {str(ROOT / "benchmarks" / "run.py")!r})
+run = importlib.util.module_from_spec(spec)
+sys.modules["run"] = run
+spec.loader.exec_module(run)
+replay, n = run.tutorial_callable("logistic", "graph", "cuda")
+gc.collect()
+taken = [torch.full((k,), float("nan"), device="cuda") for k in range(1, 1025) for _ in range(4)]
+for i in range(20):
+    replay(i)
+torch.cuda.synchronize()
+assert all(torch.isfinite(t).all() for t in replay.keeps[2].parameters())
+print("replayed", flush=True)
+"""
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA GPU (or pyext built without CUDA)")
+def test_tutorial_graph_keeps_what_it_replays_on():
+    done = subprocess.run([sys.executable, "-c", GRAPH_REPLAY_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "replayed" in done.stdout, done.stdout + done.stderr
 
 
 def test_cuda_timing_is_a_steady_loop(monkeypatch):
