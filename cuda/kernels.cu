@@ -7,8 +7,9 @@
 // flat and rows load and store 16-byte packs when every address and row stride allows. The flat kernel in
 // packs is also compiled for each formula's common argument patterns (which arguments are tensors, which
 // one value: formulas.h's kGradArg, kOptionalArgs), the others reading each argument's kind from the plan.
-// Grid-stride loops with int64_t indices (tensors past 2^31 elements), eight times as many blocks as fit
-// on the GPU at once (the occupancy of each kernel; PYEXT_CUDA_WAVES), math in opmath (float for
+// Grid-stride loops with int64_t indices (tensors past 2^31 elements) on a Grid: torch's for the plain maps
+// (128 threads a block, about 8 elements a thread), eight times as many blocks as fit on the GPU at once for
+// the sums and BCE's forward (the occupancy of each kernel), math in opmath (float for
 // half/bfloat16; for 16-bit elements the hardware's approximate exp2/log2, math16.cuh). Summing
 // (loss 'mean'/'sum'): per-thread opmath sums, a block reduction to one partial per block, then one
 // block adds the partials in double: deterministic for a given size.
@@ -32,23 +33,25 @@
 #include "math_unit.cuh"
 
 // Build-time knobs, measured with tests/gpu_check.sh's VARIANTS:
-//   PYEXT_CUDA_MIN_BLOCKS: blocks of kThreads each map kernel asks the compiler to fit on one SM
-//     (__launch_bounds__'s second argument, which caps registers);
-//   PYEXT_CUDA_WAVES: the grid of a map, in GPU-fulls of blocks (more blocks, each fewer steps; 8 measured
-//     faster than 1 on an H200, benchmarks/NOTES.md, session 8);
-//   PYEXT_CUDA_ELEMS_PER_THREAD: 0 (default) for that grid; N > 0 for as many blocks as give each thread about
-//     N elements (N / 4 float packs, N / 8 bfloat16 ones, at least one), the same work per thread on every
-//     GPU. torch's grid: 128 threads a block, 8 elements a thread (2.14's CUDALoops.cuh). 64 waves, about
-//     4 packs a thread for float add at 2^28 and 2 for bfloat16, was faster than 8 for the float maps and
-//     slower for bfloat16 (session 9). The summing kernels keep the grid in GPU-fulls;
+//   PYEXT_CUDA_MIN_BLOCKS: blocks each map kernel asks the compiler to fit on one SM (__launch_bounds__'s
+//     second argument, which caps registers);
+//   PYEXT_CUDA_WAVES: the grid of the sums and of BCE's forward, in GPU-fulls of blocks of kThreads (more blocks,
+//     each fewer steps; 8 measured faster than 1 on an H200, benchmarks/NOTES.md, session 8);
+//   PYEXT_CUDA_MAP_THREADS, PYEXT_CUDA_ELEMS_PER_THREAD: the grid of every other map: blocks of MAP_THREADS
+//     (default 128), as many as give each thread about ELEMS_PER_THREAD elements (default 8; N / 4 float packs,
+//     N / 8 bfloat16 ones, at least one): torch's grid (2.14's CUDALoops.cuh). On an H200 (session 14) it took
+//     float add, mul and sigmoid at 2^28 from 0.96x eager to parity, bfloat16 add too; BCE's forward, heavier
+//     math, was 6% slower with it in bfloat16 and no faster in float, so it keeps the grid in GPU-fulls, as do
+//     the sums (their partials few). ELEMS_PER_THREAD=0 gives every map that grid (sessions 8 to 13's);
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
 //   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
 //     keeps 5 blocks of 256 threads on an SM; uncapped, ptxas takes 54-68 for no fewer instructions); 0: no cap;
-//   PYEXT_CUDA_DOMAIN_FLAG: BCE's domain check, read back by the host each call (a clear error) from device
-//     memory (1, default: an allocation, a memset, a copy and the wait) or from mapped pinned host memory (2:
-//     the wait only); 0 for the device-side assertion only, as under CUDA graph capture: a build to measure
-//     what the wait costs;
+//   PYEXT_CUDA_DOMAIN_FLAG: BCE's domain check, read back by the host each call (a clear error) from mapped
+//     pinned host memory (2, default: the wait only) or from device memory (1: an allocation, a memset, a copy
+//     and the wait; on an H200, session 14, 2 took BCE's forward 5-23% faster at 2^24 and 1-4% at 2^28, its
+//     forward and backward at 2^24 mixed); 0 for the device-side assertion only, as under CUDA graph capture: a
+//     build to measure what the wait costs;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
 //     0 for one flat kernel that reads every argument's kind from the plan.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
@@ -57,8 +60,11 @@
 #ifndef PYEXT_CUDA_WAVES
 #define PYEXT_CUDA_WAVES 8
 #endif
+#ifndef PYEXT_CUDA_MAP_THREADS
+#define PYEXT_CUDA_MAP_THREADS 128
+#endif
 #ifndef PYEXT_CUDA_ELEMS_PER_THREAD
-#define PYEXT_CUDA_ELEMS_PER_THREAD 0
+#define PYEXT_CUDA_ELEMS_PER_THREAD 8
 #endif
 #ifndef PYEXT_CUDA_FAST16
 #define PYEXT_CUDA_FAST16 1
@@ -70,7 +76,7 @@
 #define PYEXT_CUDA_BCE_REGISTERS 48
 #endif
 #ifndef PYEXT_CUDA_DOMAIN_FLAG
-#define PYEXT_CUDA_DOMAIN_FLAG 1
+#define PYEXT_CUDA_DOMAIN_FLAG 2
 #endif
 #ifndef PYEXT_CUDA_SPECIALIZE
 #define PYEXT_CUDA_SPECIALIZE 1
@@ -122,9 +128,9 @@ using MathFor = std::conditional_t<
     std::conditional_t<std::is_same_v<scalar_t, float> && ChecksUnitInterval<Op>::value && PYEXT_CUDA_UNIT_MATH,
                        UnitIntervalMath, Math<at::opmath_type<scalar_t>>>>;
 
-// The blocks of kThreads a map kernel asks ptxas to fit on one SM (__launch_bounds__, which caps registers):
-// PYEXT_CUDA_MIN_BLOCKS, or for float BCE forward as many as PYEXT_CUDA_BCE_REGISTERS allow in the 64K
-// registers of an SM (sm_70 to sm_90).
+// The blocks a map kernel asks ptxas to fit on one SM (__launch_bounds__, which caps registers):
+// PYEXT_CUDA_MIN_BLOCKS, or for float BCE forward (blocks of kThreads) as many as PYEXT_CUDA_BCE_REGISTERS
+// allow in the 64K registers of an SM (sm_70 to sm_90).
 template <typename scalar_t, typename Op>
 constexpr int min_blocks() {
   constexpr int registers = PYEXT_CUDA_BCE_REGISTERS;
@@ -134,6 +140,15 @@ constexpr int min_blocks() {
     return PYEXT_CUDA_MIN_BLOCKS;
   }
 }
+
+// A map's grid (the knobs above): kPerThread for blocks of PYEXT_CUDA_MAP_THREADS, each thread about
+// PYEXT_CUDA_ELEMS_PER_THREAD elements; else blocks of kThreads, PYEXT_CUDA_WAVES GPU-fulls of them.
+template <typename Op, bool kSum>
+struct Grid {
+  static constexpr bool kPerThread = !kSum && !ChecksUnitInterval<Op>::value && PYEXT_CUDA_ELEMS_PER_THREAD > 0;
+  static constexpr int kBlock = kPerThread ? PYEXT_CUDA_MAP_THREADS : kThreads;  // a sum's is block_sum's
+  static_assert(kBlock % 32 == 0 && kBlock <= 1024, "whole warps, at most 1024 threads a block");
+};
 
 template <typename M, typename Op, typename acc_t, int N, size_t... I>
 __device__ __forceinline__ acc_t call(const Op& op, const acc_t (&a)[N], std::index_sequence<I...>) {
@@ -163,7 +178,7 @@ struct Spot {
 // 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
 // arguments read element by element, or kKindsFromPlan. errors: BCE's two domain flags (DomainFlags), or null.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
-__global__ void __launch_bounds__(kThreads, (min_blocks<scalar_t, Op>()))
+__global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t, Op>()))
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -387,26 +402,25 @@ class DomainFlags {
   int* words_ = nullptr;
 };
 
-// Launches one map kernel over n elements (then, summing, the kernel adding its partials) on as
-// many blocks as fit on the GPU at once (times PYEXT_CUDA_WAVES), fewer when the work is smaller; or, not
-// summing, on enough blocks for PYEXT_CUDA_ELEMS_PER_THREAD elements a thread. The blocks that fit on an SM
-// follow from the kernel's registers: asked once, of the first GPU it runs on.
+// Launches one map kernel over n elements (then, summing, the kernel adding its partials) on its Grid: enough
+// blocks for PYEXT_CUDA_ELEMS_PER_THREAD elements a thread, or as many as fit on the GPU at once (times
+// PYEXT_CUDA_WAVES), fewer when the work is smaller. The blocks that fit on an SM follow from the kernel's
+// registers: asked once, of the first GPU it runs on.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
 void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, const at::Tensor* sum_out,
                    double divisor, int* errors, int device, cudaStream_t stream) {
   using acc_t = at::opmath_type<scalar_t>;
+  using G = Grid<Op, kSum>;
   constexpr auto kernel = map_kernel<VEC, L, kSum, TENSORS, scalar_t, Op>;
   static const int resident = [] {
     int v = 0;
-    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, kThreads, 0));
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, G::kBlock, 0));
     return std::max(v, 1);
   }();
   const int64_t units = n / VEC + n % VEC;  // packs, and the tail's elements
-  constexpr bool kPerThread = PYEXT_CUDA_ELEMS_PER_THREAD > 0 && !kSum;  // a sum keeps its partials few
-  constexpr int64_t kPerBlock = kThreads * (kPerThread ? std::max(PYEXT_CUDA_ELEMS_PER_THREAD / VEC, 1) : 1);
-  const int64_t cap = kPerThread
-                          ? std::numeric_limits<int>::max()
-                          : static_cast<int64_t>(sm_count(device)) * resident * PYEXT_CUDA_WAVES;
+  constexpr int64_t kPerBlock = G::kBlock * (G::kPerThread ? std::max(PYEXT_CUDA_ELEMS_PER_THREAD / VEC, 1) : 1);
+  const int64_t cap = G::kPerThread ? std::numeric_limits<int>::max()
+                                    : static_cast<int64_t>(sm_count(device)) * resident * PYEXT_CUDA_WAVES;
   const int blocks = static_cast<int>(std::min<int64_t>(cap, (units + kPerBlock - 1) / kPerBlock));
   at::Tensor partial;
   acc_t* partial_ptr = nullptr;
@@ -416,7 +430,7 @@ void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, 
     partial_ptr = partial.data_ptr<acc_t>();
   }
   if (blocks > 0) {
-    kernel<<<blocks, kThreads, 0, stream>>>(p, n, op, partial_ptr, errors);
+    kernel<<<blocks, G::kBlock, 0, stream>>>(p, n, op, partial_ptr, errors);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   if constexpr (kSum) {
