@@ -43,6 +43,12 @@
 //     float add, mul and sigmoid at 2^28 from 0.96x eager to parity, bfloat16 add too; BCE's forward, heavier
 //     math, was 6% slower with it in bfloat16 and no faster in float, so it keeps the grid in GPU-fulls, as do
 //     the sums (their partials few). ELEMS_PER_THREAD=0 gives every map that grid (sessions 8 to 13's);
+//   PYEXT_CUDA_BCE_ELEMS_PER_THREAD (default 0, the grid in GPU-fulls), PYEXT_CUDA_BCE_ELEMS_AHEAD (default 0,
+//     one pack): BCE's forward ('none'; the sums keep their grid) on the maps' grid with N elements a thread,
+//     and about M elements of each input loaded before the math of any (M / 4 float packs, M / 8 16-bit ones,
+//     1 to 4; the sums too). Torch's float BCE kernel loads its 8 elements of each input first and runs at the
+//     copy's speed where ours, with fewer instructions, does not (session 14): BCE_ELEMS_PER_THREAD=8 with
+//     BCE_ELEMS_AHEAD=8 is its loop (float: 48 registers, no spills; at BCE_REGISTERS=40, 56 bytes of stack);
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
 //   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
@@ -65,6 +71,12 @@
 #endif
 #ifndef PYEXT_CUDA_ELEMS_PER_THREAD
 #define PYEXT_CUDA_ELEMS_PER_THREAD 8
+#endif
+#ifndef PYEXT_CUDA_BCE_ELEMS_PER_THREAD
+#define PYEXT_CUDA_BCE_ELEMS_PER_THREAD 0
+#endif
+#ifndef PYEXT_CUDA_BCE_ELEMS_AHEAD
+#define PYEXT_CUDA_BCE_ELEMS_AHEAD 0
 #endif
 #ifndef PYEXT_CUDA_FAST16
 #define PYEXT_CUDA_FAST16 1
@@ -128,27 +140,33 @@ using MathFor = std::conditional_t<
     std::conditional_t<std::is_same_v<scalar_t, float> && ChecksUnitInterval<Op>::value && PYEXT_CUDA_UNIT_MATH,
                        UnitIntervalMath, Math<at::opmath_type<scalar_t>>>>;
 
+// A map's grid (the knobs above): kPerThread for blocks of PYEXT_CUDA_MAP_THREADS, each thread about
+// kElemsPerThread elements; else blocks of kThreads, PYEXT_CUDA_WAVES GPU-fulls of them. kPacksAhead: the packs
+// of VEC elements of each argument a thread loads before the math of any (1 but for BCE's forward under
+// PYEXT_CUDA_BCE_ELEMS_AHEAD).
+template <typename Op, bool kSum, int VEC = 1>
+struct Grid {
+  static constexpr bool kBce = ChecksUnitInterval<Op>::value && !kSum;  // BCE's forward, 'none'
+  static constexpr int kElemsPerThread = kBce ? PYEXT_CUDA_BCE_ELEMS_PER_THREAD : PYEXT_CUDA_ELEMS_PER_THREAD;
+  static constexpr bool kPerThread = !kSum && kElemsPerThread > 0;
+  static constexpr int kBlock = kPerThread ? PYEXT_CUDA_MAP_THREADS : kThreads;  // a sum's is block_sum's
+  static constexpr int kPacksAhead =
+      ChecksUnitInterval<Op>::value ? std::min(std::max(PYEXT_CUDA_BCE_ELEMS_AHEAD / VEC, 1), 4) : 1;
+  static_assert(kBlock % 32 == 0 && kBlock <= 1024, "whole warps, at most 1024 threads a block");
+};
+
 // The blocks a map kernel asks ptxas to fit on one SM (__launch_bounds__, which caps registers):
-// PYEXT_CUDA_MIN_BLOCKS, or for float BCE forward (blocks of kThreads) as many as PYEXT_CUDA_BCE_REGISTERS
-// allow in the 64K registers of an SM (sm_70 to sm_90).
-template <typename scalar_t, typename Op>
+// PYEXT_CUDA_MIN_BLOCKS, or for float BCE forward as many as PYEXT_CUDA_BCE_REGISTERS allow in the 64K
+// registers of an SM (sm_70 to sm_90).
+template <typename scalar_t, typename Op, bool kSum>
 constexpr int min_blocks() {
   constexpr int registers = PYEXT_CUDA_BCE_REGISTERS;
   if constexpr (std::is_same_v<scalar_t, float> && ChecksUnitInterval<Op>::value && registers > 0) {
-    return std::max(PYEXT_CUDA_MIN_BLOCKS, 65536 / (std::max(registers, 1) * kThreads));
+    return std::max(PYEXT_CUDA_MIN_BLOCKS, 65536 / (std::max(registers, 1) * Grid<Op, kSum>::kBlock));
   } else {
     return PYEXT_CUDA_MIN_BLOCKS;
   }
 }
-
-// A map's grid (the knobs above): kPerThread for blocks of PYEXT_CUDA_MAP_THREADS, each thread about
-// PYEXT_CUDA_ELEMS_PER_THREAD elements; else blocks of kThreads, PYEXT_CUDA_WAVES GPU-fulls of them.
-template <typename Op, bool kSum>
-struct Grid {
-  static constexpr bool kPerThread = !kSum && !ChecksUnitInterval<Op>::value && PYEXT_CUDA_ELEMS_PER_THREAD > 0;
-  static constexpr int kBlock = kPerThread ? PYEXT_CUDA_MAP_THREADS : kThreads;  // a sum's is block_sum's
-  static_assert(kBlock % 32 == 0 && kBlock <= 1024, "whole warps, at most 1024 threads a block");
-};
 
 template <typename M, typename Op, typename acc_t, int N, size_t... I>
 __device__ __forceinline__ acc_t call(const Op& op, const acc_t (&a)[N], std::index_sequence<I...>) {
@@ -178,7 +196,7 @@ struct Spot {
 // 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
 // arguments read element by element, or kKindsFromPlan. errors: BCE's two domain flags (DomainFlags), or null.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
-__global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t, Op>()))
+__global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t, Op, kSum>()))
     map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -255,35 +273,46 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
       }
     };
     const int64_t packs = n / VEC;  // rows: every row holds whole packs
-    for (int64_t i = first; i < packs; i += stride) {
-      const Spot at = spot(i);
-      P loaded[N];
+    // Each step: U packs, stride apart, all loaded before the math of any (Grid::kPacksAhead).
+    constexpr int U = Grid<Op, kSum, VEC>::kPacksAhead;
+    for (int64_t i0 = first; i0 < packs; i0 += U * stride) {
+      Spot at[U];
+      P loaded[U][N];
 #pragma unroll
-      for (int k = 0; k < N; ++k) {
-        if (is_tensor(k)) {
-          loaded[k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at));
-        } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
-          loaded[k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at.row * p.row_stride[k + 1]);
-        }
-      }
-      P result;
-#pragma unroll
-      for (int j = 0; j < VEC; ++j) {
-        acc_t a[N];
+      for (int u = 0; u < U; ++u) {
+        if (u > 0 && i0 + u * stride >= packs) break;
+        at[u] = spot(i0 + u * stride);
 #pragma unroll
         for (int k = 0; k < N; ++k) {
-          a[k] = is_tensor(k)                                 ? acc_t(loaded[k].v[j])
-                 : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[k].v[0])
-                                                              : fixed[k];
-        }
-        const acc_t r = finish(a);
-        if constexpr (kSum) {
-          sum += r;
-        } else {
-          result.v[j] = static_cast<scalar_t>(r);
+          if (is_tensor(k)) {
+            loaded[u][k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at[u]));
+          } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
+            loaded[u][k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at[u].row * p.row_stride[k + 1]);
+          }
         }
       }
-      if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at)) = result;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (u > 0 && i0 + u * stride >= packs) break;
+        P result;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+          acc_t a[N];
+#pragma unroll
+          for (int k = 0; k < N; ++k) {
+            a[k] = is_tensor(k)                                 ? acc_t(loaded[u][k].v[j])
+                   : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[u][k].v[0])
+                                                                : fixed[k];
+          }
+          const acc_t r = finish(a);
+          if constexpr (kSum) {
+            sum += r;
+          } else {
+            result.v[j] = static_cast<scalar_t>(r);
+          }
+        }
+        if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at[u])) = result;
+      }
     }
     if constexpr (L == Layout::kFlat) {
       for (int64_t i = packs * VEC + first; i < n; i += stride) {  // the tail, fewer than VEC elements
@@ -418,7 +447,7 @@ void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, 
     return std::max(v, 1);
   }();
   const int64_t units = n / VEC + n % VEC;  // packs, and the tail's elements
-  constexpr int64_t kPerBlock = G::kBlock * (G::kPerThread ? std::max(PYEXT_CUDA_ELEMS_PER_THREAD / VEC, 1) : 1);
+  constexpr int64_t kPerBlock = G::kBlock * (G::kPerThread ? std::max(G::kElemsPerThread / VEC, 1) : 1);
   const int64_t cap = G::kPerThread ? std::numeric_limits<int>::max()
                                     : static_cast<int64_t>(sm_count(device)) * resident * PYEXT_CUDA_WAVES;
   const int blocks = static_cast<int>(std::min<int64_t>(cap, (units + kPerBlock - 1) / kPerBlock));
