@@ -59,7 +59,10 @@
 //     forward and backward at 2^24 mixed); 0 for the device-side assertion only, as under CUDA graph capture: a
 //     build to measure what the wait costs;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
-//     0 for one flat kernel that reads every argument's kind from the plan.
+//     0 for one flat kernel that reads every argument's kind from the plan;
+//   PYEXT_CUDA_SMALL_PARAMS: 1 for the strided layout's sizes and strides in the strided kernels' parameters
+//     only (Dims); 0 (default) in every kernel's. At 2^24 the plain maps trail torch's by 0.5-0.7 us a call on
+//     the same grid (session 14), and theirs take a few dozen bytes of parameters against our 910.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
 #endif
@@ -93,6 +96,9 @@
 #ifndef PYEXT_CUDA_SPECIALIZE
 #define PYEXT_CUDA_SPECIALIZE 1
 #endif
+#ifndef PYEXT_CUDA_SMALL_PARAMS
+#define PYEXT_CUDA_SMALL_PARAMS 0
+#endif
 
 namespace pyext {
 namespace cuda {
@@ -112,10 +118,10 @@ enum ArgKind : int8_t { kConstant, kBroadcast, kTensor, kPerRow };
 // registers of packs never loaded: float32 BCE forward 60 -> 47 registers (sm_90; benchmarks/NOTES.md).
 constexpr unsigned kKindsFromPlan = ~0u;
 
-// Everything a kernel needs, passed by value. Byte strides; index 0 of a stride array is the
+// Everything a kernel needs but the strided layout's dimensions. Byte strides; index 0 of a stride array is the
 // output's, index k + 1 argument k's.
 template <typename scalar_t, int N>
-struct Plan {
+struct PlanBase {
   using acc_t = at::opmath_type<scalar_t>;
   char* out;
   const char* in[N];
@@ -124,10 +130,24 @@ struct Plan {
   // rows: packs per row, and each row's byte stride
   at::cuda::detail::IntDivider<uint32_t> packs_per_row;
   int64_t row_stride[N + 1];
-  // strided: sizes and strides, fastest dimension first
+};
+// The strided layout's sizes and strides, fastest dimension first: 0.8 KB for two arguments, which every kernel
+// takes, or with PYEXT_CUDA_SMALL_PARAMS=1 the strided kernels only (DimsFor): the flat and rows kernels'
+// parameters, copied at every launch, then about 110 bytes instead of 910 (torch's elementwise kernels take a
+// few dozen).
+template <int N>
+struct Dims {
   int ndim;
   int64_t sizes[kMaxDims];
   int64_t strides[kMaxDims][N + 1];
+};
+struct NoDims {};
+template <Layout L, int N>
+using DimsFor = std::conditional_t<L == Layout::kStrided || !PYEXT_CUDA_SMALL_PARAMS, Dims<N>, NoDims>;
+// Everything a kernel of layout L needs, passed by value.
+template <typename scalar_t, int N, Layout L>
+struct Plan : PlanBase<scalar_t, N> {
+  DimsFor<L, N> dims;
 };
 
 // The math of a kernel's formulas: for 16-bit elements, whose results keep 8 or 11 bits, the hardware's
@@ -197,7 +217,7 @@ struct Spot {
 // arguments read element by element, or kKindsFromPlan. errors: BCE's two domain flags (DomainFlags), or null.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
 __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t, Op, kSum>()))
-    map_kernel(const Plan<scalar_t, Op::arity> p, const int64_t n, const Op op,
+    map_kernel(const Plan<scalar_t, Op::arity, L> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
   using acc_t = at::opmath_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
@@ -237,11 +257,11 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
     for (int64_t i = first; i < n; i += stride) {
       int64_t off[N + 1] = {};
       int64_t rest = i;
-      for (int d = 0; d < p.ndim; ++d) {
-        const int64_t idx = rest % p.sizes[d];
-        rest /= p.sizes[d];
+      for (int d = 0; d < p.dims.ndim; ++d) {
+        const int64_t idx = rest % p.dims.sizes[d];
+        rest /= p.dims.sizes[d];
 #pragma unroll
-        for (int k = 0; k <= N; ++k) off[k] += idx * p.strides[d][k];
+        for (int k = 0; k <= N; ++k) off[k] += idx * p.dims.strides[d][k];
       }
       acc_t a[N];
 #pragma unroll
@@ -436,8 +456,8 @@ class DomainFlags {
 // PYEXT_CUDA_WAVES), fewer when the work is smaller. The blocks that fit on an SM follow from the kernel's
 // registers: asked once, of the first GPU it runs on.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
-void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, const at::Tensor* sum_out,
-                   double divisor, int* errors, int device, cudaStream_t stream) {
+void launch_kernel(const PlanBase<scalar_t, Op::arity>& base, const Dims<Op::arity>& dims, int64_t n, const Op& op,
+                   const at::Tensor* sum_out, double divisor, int* errors, int device, cudaStream_t stream) {
   using acc_t = at::opmath_type<scalar_t>;
   using G = Grid<Op, kSum>;
   constexpr auto kernel = map_kernel<VEC, L, kSum, TENSORS, scalar_t, Op>;
@@ -459,6 +479,8 @@ void launch_kernel(const Plan<scalar_t, Op::arity>& p, int64_t n, const Op& op, 
     partial_ptr = partial.data_ptr<acc_t>();
   }
   if (blocks > 0) {
+    Plan<scalar_t, Op::arity, L> p{base, {}};
+    if constexpr (std::is_same_v<decltype(p.dims), Dims<Op::arity>>) p.dims = dims;
     kernel<<<blocks, G::kBlock, 0, stream>>>(p, n, op, partial_ptr, errors);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
@@ -498,12 +520,13 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
                                                                                      : Layout::kStrided;
   const int64_t cols = ndim == 0 ? 1 : iter.shape()[0];
 
-  Plan<scalar_t, N> p{};
+  PlanBase<scalar_t, N> p{};
+  Dims<N> dims{};
   p.out = sum_out ? nullptr : static_cast<char*>(iter.data_ptr(0));
-  p.ndim = ndim;
-  for (int d = 0; d < ndim; ++d) p.sizes[d] = iter.shape()[d];
+  dims.ndim = ndim;
+  for (int d = 0; d < ndim; ++d) dims.sizes[d] = iter.shape()[d];
   if (!sum_out) {
-    for (int d = 0; d < ndim; ++d) p.strides[d][0] = iter.strides(0)[d];
+    for (int d = 0; d < ndim; ++d) dims.strides[d][0] = iter.strides(0)[d];
     p.row_stride[0] = outer(0);
   }
   // 16-byte packs: every address (and in rows, every row's start) 16-byte aligned.
@@ -518,7 +541,7 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
       continue;
     }
     p.in[k] = static_cast<const char*>(iter.data_ptr(t));
-    for (int d = 0; d < ndim; ++d) p.strides[d][k + 1] = iter.strides(t)[d];
+    for (int d = 0; d < ndim; ++d) dims.strides[d][k + 1] = iter.strides(t)[d];
     p.row_stride[k + 1] = outer(t);
     if (layout == Layout::kStrided || inner(t) != 0) {
       p.kind[k] = kTensor;
@@ -550,7 +573,7 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
     using std::integral_constant;
     auto go = [&](auto vec_tag, auto layout_tag, auto tensors_tag) {
       launch_kernel<decltype(vec_tag)::value, decltype(layout_tag)::value, kSumming, decltype(tensors_tag)::value>(
-          p, n, op, sum_out, divisor, errors_ptr, device, stream);
+          p, dims, n, op, sum_out, divisor, errors_ptr, device, stream);
     };
     using Flat = integral_constant<Layout, Layout::kFlat>;
     using Rows = integral_constant<Layout, Layout::kRows>;
