@@ -1,6 +1,8 @@
 """Every bad input raises a clear exception naming the argument and the problem."""
+import contextlib
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -87,6 +89,43 @@ def test_bce_outside_unit_interval_fails_a_cuda_graph_replay():
     assert "without an error" not in done.stdout, output
     assert done.returncode != 0
     assert "binary_cross_entropy: an element of input or target outside [0, 1]" in output, output
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bce_domain_errors_stay_with_their_thread(device):
+    # On CUDA each call's domain flags live in mapped host memory kept per host thread (and device): calls from
+    # several threads at once, each on its own stream, must each get their own verdict, an error for the bad
+    # input every time and none for the good ones.
+    good, bad = t(1 << 16, device=device), t(1 << 16, device=device)
+    bad[(1 << 16) - 3] = 1.5
+    expected = P.binary_cross_entropy(good, good)
+    problems = []
+
+    def calls(x, should_fail, stream):
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            for _ in range(40):
+                try:
+                    out = P.binary_cross_entropy(x, good)
+                except RuntimeError as e:
+                    if not should_fail or "all elements of input should be between 0 and 1" not in str(e):
+                        problems.append(f"unexpected error: {e}")
+                    continue
+                if should_fail:
+                    problems.append("no error for an input outside [0, 1]")
+                elif not torch.equal(out, expected):
+                    problems.append(f"{out.item()} where {expected.item()}")
+
+    inputs = (good, bad, good, bad)
+    streams = [torch.cuda.Stream() for _ in inputs] if device == "cuda" else [None] * len(inputs)
+    for stream in streams:
+        if stream is not None:
+            stream.wait_stream(torch.cuda.current_stream())  # the inputs above are made on this one
+    workers = [threading.Thread(target=calls, args=(x, x is bad, stream)) for x, stream in zip(inputs, streams)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not problems, problems[:5]
 
 
 @pytest.mark.parametrize("device", DEVICES)
