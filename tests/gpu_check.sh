@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, run on the lent GPU machine in one call (at most GPU_CHECK_SECONDS, default 480; on an
-# H200: build 65 s, CUDA tests 70-90 s, the two sanitizers about 100 s, ncu 30 s, gpu_quick.py 15 s per
-# build, run.py the rest):
+# H200, session 14: build 78 s alone, CUDA tests 52-62 s, memcheck 25 s, racecheck 110 s, ncu 30 s,
+# gpu_quick.py 10-15 s per build, run.py 33 s without compile; each variant adds a build in the background,
+# its tests and a gpu_quick run: four variants left run.py no time at 440 s):
 #   1. builds pyext with that machine's own torch (CUDA arch of the visible GPU),
 #   2. runs the CUDA tests (none may skip for want of a GPU; CI runs the CPU ones),
 #   3. prints the accuracy of the math on the GPU (float32 over every 101st float, 16-bit over every value),
