@@ -235,12 +235,15 @@ def test_targets_verdicts(tmp_path, capsys):
             ("bce_mean", "full", "compile", 1048576, 19.9),  # 10x met, 1.99x missed
             ("sgd_momentum", "step", "pyext", 3891200, 50.0), ("sgd_momentum", "step", "fused", 3891200, 60.0)]
     path = tmp_path / "quick_cpu.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for op, mode, provider, n, us in rows:
-            writer.writerow(dict(device="cpu", torch="x", commit="x", op=op, mode=mode, provider=provider,
-                                 dtype="float32", n=n, median_us=us, p20_us=us, p80_us=us, gbs=1, pct_copy=1))
+
+    def write(rows):
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for op, mode, provider, n, us in rows:
+                writer.writerow(dict(device="cpu", torch="x", commit="x", op=op, mode=mode, provider=provider,
+                                     dtype="float32", n=n, median_us=us, p20_us=us, p80_us=us, gbs=1, pct_copy=1))
+    write(rows)
     counts = targets.main([str(path)])
     out = capsys.readouterr().out
     assert counts == {"met": 3, "missed": 2, "not measured": 3}
@@ -249,6 +252,11 @@ def test_targets_verdicts(tmp_path, capsys):
                  "missed        bce_mean full float32 2^20", "met           sgd_momentum step float32"):
         assert line in out, line
     assert "1.20x fused" in out and "0.99x eager" in out and "1.99x compile" in out
+    # a miss that two decimals would show as its bound gets a third
+    rows[3] = ("mul", "fwd", "eager", 4194304, 99.9)
+    write(rows)
+    assert targets.main([str(path)])["missed"] == 2
+    assert "0.999x eager" in capsys.readouterr().out
     full = targets.main([str(ROOT / "benchmarks" / "results" / "amd_epyc_x2_threads" / "full_cpu.csv")])
     assert full["not measured"] == 0 and sum(full.values()) == 8
 
