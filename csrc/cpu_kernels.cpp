@@ -79,25 +79,18 @@ struct Math<Vectorized<S>> {
   // std::max(a, b) and std::min(a, b), as the scalar Math: a NaN in a kept, one in b not. x86's max and min
   // give their second operand where either is NaN (or both are zeros), so with the operands swapped they are
   // exactly these, in one instruction (at::vec::maximum, which keeps a NaN from either, takes four).
-  static V max(V a, V b) {
+  static V max(V a, V b) { return extremum<true>(a, b); }
+  static V min(V a, V b) { return extremum<false>(a, b); }
+  template <bool kMax>
+  static V extremum(V a, V b) {
 #if defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<S, float>) return _mm512_max_ps(b, a);
-    if constexpr (std::is_same_v<S, double>) return _mm512_max_pd(b, a);
+    if constexpr (std::is_same_v<S, float>) return kMax ? _mm512_max_ps(b, a) : _mm512_min_ps(b, a);
+    if constexpr (std::is_same_v<S, double>) return kMax ? _mm512_max_pd(b, a) : _mm512_min_pd(b, a);
 #elif defined(CPU_CAPABILITY_AVX2)
-    if constexpr (std::is_same_v<S, float>) return _mm256_max_ps(b, a);
-    if constexpr (std::is_same_v<S, double>) return _mm256_max_pd(b, a);
+    if constexpr (std::is_same_v<S, float>) return kMax ? _mm256_max_ps(b, a) : _mm256_min_ps(b, a);
+    if constexpr (std::is_same_v<S, double>) return kMax ? _mm256_max_pd(b, a) : _mm256_min_pd(b, a);
 #endif
-    return V::blendv(a, b, a < b);
-  }
-  static V min(V a, V b) {
-#if defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<S, float>) return _mm512_min_ps(b, a);
-    if constexpr (std::is_same_v<S, double>) return _mm512_min_pd(b, a);
-#elif defined(CPU_CAPABILITY_AVX2)
-    if constexpr (std::is_same_v<S, float>) return _mm256_min_ps(b, a);
-    if constexpr (std::is_same_v<S, double>) return _mm256_min_pd(b, a);
-#endif
-    return V::blendv(a, b, b < a);
+    return V::blendv(a, b, kMax ? a < b : b < a);
   }
 };
 
@@ -188,8 +181,8 @@ int64_t l3_bytes() {
 // BCE's domain check over the vector steps of a row, read once after them. x lies in [0, 1] exactly when the
 // bits of x + 0 (which makes -0 +0), read as an unsigned integer, are at most 1's: a negative x has the sign
 // bit, NaN and values past 1 larger bits (formulas.h's unit_interval_key). So a step keeps the largest such bits
-// of each argument: an add and an unsigned max, no mask or flag (as the GPU does, cuda/kernels.cu). Without an unsigned max of the lane width,
-// each step tests its lanes.
+// of each argument: an add and an unsigned max, no mask or flag (as the GPU does, cuda/kernels.cu). Without an
+// unsigned max of the lane width, each step tests its lanes.
 template <typename T>
 struct UnitIntervalCheck {
   using V = Vectorized<T>;
