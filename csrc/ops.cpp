@@ -52,6 +52,12 @@ void check_broadcasts_to(const char* op, const OptTensor& t, const char* name, a
               shape_str(t->sizes()), ", which does not broadcast to the input shape ", shape_str(input_shape));
 }
 
+// A loss backward's scale (Formula::param): factor / n after 'mean' over n elements, else factor (the
+// formulas multiply by it, where torch divides by n).
+double grad_scale(int64_t reduction, int64_t n, double factor = 1.0) {
+  return reduction == kMean ? factor / static_cast<double>(n) : factor;
+}
+
 void check_loss_grad(const char* op, const Tensor& grad, at::IntArrayRef input_shape, int64_t reduction) {
   if (reduction == kNone) {
     check_broadcasts_to(op, grad, "grad_output", input_shape);
@@ -256,7 +262,7 @@ Tensor binary_cross_entropy_backward(const Tensor& grad, const Tensor& self, con
   check_broadcasts_to(op, weight, "weight", self.sizes());
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceBackward};
-  f.param = reduction == kMean ? 1.0 / static_cast<double>(self.numel()) : 1.0;
+  f.param = grad_scale(reduction, self.numel());
   const Arg w = optional_arg(f, 3, "weight", weight);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w});
 }
@@ -268,7 +274,7 @@ Tensor binary_cross_entropy_target_backward(const Tensor& grad, const Tensor& se
   check_broadcasts_to(op, weight, "weight", self.sizes());
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceTargetBackward};
-  f.param = reduction == kMean ? 1.0 / static_cast<double>(self.numel()) : 1.0;
+  f.param = grad_scale(reduction, self.numel());
   const Arg w = optional_arg(f, 2, "weight", weight);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, w});
 }
@@ -300,7 +306,7 @@ Tensor binary_cross_entropy_with_logits_backward(const Tensor& grad, const Tenso
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceLogitsBackward};
   f.flag = pos_weight && pos_weight->defined();
-  f.param = reduction == kMean ? 1.0 / static_cast<double>(self.numel()) : 1.0;
+  f.param = grad_scale(reduction, self.numel());
   const Arg w = optional_arg(f, 3, "weight", weight);
   const Arg p = optional_arg(f, 4, "pos_weight", pos_weight);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w, p});
@@ -316,7 +322,7 @@ Tensor binary_cross_entropy_with_logits_target_backward(const Tensor& grad, cons
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceLogitsTargetBackward};
   f.flag = pos_weight && pos_weight->defined();
-  f.param = reduction == kMean ? 1.0 / static_cast<double>(self.numel()) : 1.0;
+  f.param = grad_scale(reduction, self.numel());
   const Arg w = optional_arg(f, 2, "weight", weight);
   const Arg p = optional_arg(f, 3, "pos_weight", pos_weight);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, w, p});
@@ -338,7 +344,7 @@ Tensor mse_loss_backward(const Tensor& grad, const Tensor& self, const Tensor& t
   const int64_t numel = c10::multiply_integers(shape);
   check_loss_grad(op, grad, shape, reduction);
   Formula f{OpKind::MseBackward};
-  f.param = reduction == kMean ? 2.0 / static_cast<double>(numel) : 2.0;
+  f.param = grad_scale(reduction, numel, 2.0);
   return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}});
 }
 
