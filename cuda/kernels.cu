@@ -43,16 +43,25 @@
 //     float add, mul and sigmoid at 2^28 from 0.96x eager to parity, bfloat16 add too; BCE's forward, heavier
 //     math, was 6% slower with it in bfloat16 and no faster in float, so it keeps the grid in GPU-fulls, as do
 //     the sums (their partials few). ELEMS_PER_THREAD=0 gives every map that grid (sessions 8 to 13's);
-//   PYEXT_CUDA_BCE_ELEMS_PER_THREAD (default 0, the grid in GPU-fulls), PYEXT_CUDA_BCE_ELEMS_AHEAD (default 0,
-//     one pack): BCE's forward ('none'; the sums keep their grid) on the maps' grid with N elements a thread,
-//     and about M elements of each input loaded before the math of any (M / 4 float packs, M / 8 16-bit ones,
-//     1 to 4; the sums too). Torch's float BCE kernel loads its 8 elements of each input first and runs at the
-//     copy's speed where ours, with fewer instructions, does not (session 14): BCE_ELEMS_PER_THREAD=8 with
-//     BCE_ELEMS_AHEAD=8 is its loop (float: 48 registers, no spills; at BCE_REGISTERS=40, 56 bytes of stack);
+//   PYEXT_CUDA_BCE_ELEMS_PER_THREAD (default 0, the grid in GPU-fulls): BCE's forward ('none'; the sums keep
+//     their grid) on the maps' grid with N elements a thread;
+//   PYEXT_CUDA_ELEMS_AHEAD (default 0: one pack, the loop as the compiler unrolls it): every map kernel, sums
+//     too, loads about M elements of each tensor argument before the math of any (M / 4 float packs, M / 8
+//     16-bit ones, 1 to 4), in a loop that is not unrolled. Torch's kernels load all 8 elements of a
+//     thread first, then compute, then store, with no loop; ours, a loop that the compiler unrolls twice behind
+//     a trip count (a 32-bit division: about 25 instructions, a MUFU.RCP among them, before the first load)
+//     and whose second pack it cannot load before the first's store (the output may be an input). Session 14:
+//     the plain maps trail torch's by 0.5-0.9 us a call at 2^24 and 2^28 on the same grid, and float BCE,
+//     with fewer instructions than torch's, is slower. With the maps' grid, ELEMS_AHEAD=8 is torch's shape
+//     (float BCE with BCE_ELEMS_PER_THREAD=8: 48 registers, no spills; at BCE_REGISTERS=40, 56 bytes of stack);
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
 //   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
-//     keeps 5 blocks of 256 threads on an SM; uncapped, ptxas takes 54-68 for no fewer instructions); 0: no cap;
+//     keeps 5 blocks of 256 threads on an SM; uncapped, ptxas takes 54-68 for no fewer instructions); 0: no cap.
+//     But at 48 ptxas issues the target's load after the input's log math, in both float BCE forward kernels
+//     ('none' and the sum; sm_90 SASS, session 15), so each pack waits for memory twice, one load after the
+//     other; at 64 (55 registers for 'none', 48 for the sum) and uncapped the two loads are adjacent, as in
+//     every kernel that meets its target;
 //   PYEXT_CUDA_DOMAIN_FLAG: BCE's domain check, read back by the host each call (a clear error) from mapped
 //     pinned host memory (2, default: the wait only) or from device memory (1: an allocation, a memset, a copy
 //     and the wait; on an H200, session 14, 2 took BCE's forward 5-23% faster at 2^24 and 1-4% at 2^28, its
@@ -78,8 +87,13 @@
 #ifndef PYEXT_CUDA_BCE_ELEMS_PER_THREAD
 #define PYEXT_CUDA_BCE_ELEMS_PER_THREAD 0
 #endif
-#ifndef PYEXT_CUDA_BCE_ELEMS_AHEAD
-#define PYEXT_CUDA_BCE_ELEMS_AHEAD 0
+#ifndef PYEXT_CUDA_ELEMS_AHEAD
+#define PYEXT_CUDA_ELEMS_AHEAD 0
+#endif
+#if PYEXT_CUDA_ELEMS_AHEAD > 0
+#define PYEXT_CUDA_MAP_LOOP_UNROLL _Pragma("unroll 1")
+#else
+#define PYEXT_CUDA_MAP_LOOP_UNROLL
 #endif
 #ifndef PYEXT_CUDA_FAST16
 #define PYEXT_CUDA_FAST16 1
@@ -162,16 +176,14 @@ using MathFor = std::conditional_t<
 
 // A map's grid (the knobs above): kPerThread for blocks of PYEXT_CUDA_MAP_THREADS, each thread about
 // kElemsPerThread elements; else blocks of kThreads, PYEXT_CUDA_WAVES GPU-fulls of them. kPacksAhead: the packs
-// of VEC elements of each argument a thread loads before the math of any (1 but for BCE's forward under
-// PYEXT_CUDA_BCE_ELEMS_AHEAD).
+// of VEC elements of each argument a thread loads before the math of any (1 but under PYEXT_CUDA_ELEMS_AHEAD).
 template <typename Op, bool kSum, int VEC = 1>
 struct Grid {
   static constexpr bool kBce = ChecksUnitInterval<Op>::value && !kSum;  // BCE's forward, 'none'
   static constexpr int kElemsPerThread = kBce ? PYEXT_CUDA_BCE_ELEMS_PER_THREAD : PYEXT_CUDA_ELEMS_PER_THREAD;
   static constexpr bool kPerThread = !kSum && kElemsPerThread > 0;
   static constexpr int kBlock = kPerThread ? PYEXT_CUDA_MAP_THREADS : kThreads;  // a sum's is block_sum's
-  static constexpr int kPacksAhead =
-      ChecksUnitInterval<Op>::value ? std::min(std::max(PYEXT_CUDA_BCE_ELEMS_AHEAD / VEC, 1), 4) : 1;
+  static constexpr int kPacksAhead = std::min(std::max(PYEXT_CUDA_ELEMS_AHEAD / VEC, 1), 4);
   static_assert(kBlock % 32 == 0 && kBlock <= 1024, "whole warps, at most 1024 threads a block");
 };
 
@@ -295,6 +307,7 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
     const int64_t packs = n / VEC;  // rows: every row holds whole packs
     // Each step: U packs, stride apart, all loaded before the math of any (Grid::kPacksAhead).
     constexpr int U = Grid<Op, kSum, VEC>::kPacksAhead;
+    PYEXT_CUDA_MAP_LOOP_UNROLL
     for (int64_t i0 = first; i0 < packs; i0 += U * stride) {
       Spot at[U];
       P loaded[U][N];
