@@ -314,7 +314,7 @@ def device_name(device):
     if device == "cuda":
         return torch.cuda.get_device_name()
     # The model name, with the family and model numbers where cpuinfo has them: a virtual machine's name may be
-    # only "AMD EPYC", which two CPUs of very different speed share (benchmarks/NOTES.md, session 13).
+    # only "AMD EPYC", which two CPUs of very different speed share (benchmarks/NOTES.md).
     fields = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         key, _, value = line.partition(":")

@@ -32,46 +32,44 @@
 #include "math16.cuh"
 #include "math_unit.cuh"
 
-// Build-time knobs, measured with tests/gpu_check.sh's VARIANTS:
+// Build-time knobs, timed against each other with tests/gpu_check.sh's VARIANTS (the figures behind each
+// default: benchmarks/NOTES.md):
 //   PYEXT_CUDA_MIN_BLOCKS: blocks each map kernel asks the compiler to fit on one SM (__launch_bounds__'s
 //     second argument, which caps registers);
 //   PYEXT_CUDA_WAVES: the grid of the sums and of BCE's forward, in GPU-fulls of blocks of kThreads (more blocks,
-//     each fewer steps; 8 measured faster than 1 on an H200, benchmarks/NOTES.md, session 8);
+//     each fewer steps: 8 ran faster than 1 on an H200);
 //   PYEXT_CUDA_MAP_THREADS, PYEXT_CUDA_ELEMS_PER_THREAD: the grid of every other map: blocks of MAP_THREADS
 //     (default 128), as many as give each thread about ELEMS_PER_THREAD elements (default 8; N / 4 float packs,
-//     N / 8 bfloat16 ones, at least one): torch's grid (2.14's CUDALoops.cuh). On an H200 (session 14) it took
-//     float add, mul and sigmoid at 2^28 from 0.96x eager to parity, bfloat16 add too; BCE's forward, heavier
-//     math, was 6% slower with it in bfloat16 and no faster in float, so it keeps the grid in GPU-fulls, as do
-//     the sums (their partials few). ELEMS_PER_THREAD=0 gives every map that grid (sessions 8 to 13's);
+//     N / 8 bfloat16 ones, at least one): torch's grid (2.14's CUDALoops.cuh), which brought float and bfloat16
+//     add, mul and sigmoid to torch's time on an H200. BCE's forward (heavier math; slower on it in bfloat16)
+//     and the sums (whose partials stay few) keep the grid in GPU-fulls. ELEMS_PER_THREAD=0 gives every map
+//     that grid;
 //   PYEXT_CUDA_BCE_ELEMS_PER_THREAD (default 0, the grid in GPU-fulls): BCE's forward ('none'; the sums keep
 //     their grid) on the maps' grid with N elements a thread;
 //   PYEXT_CUDA_ELEMS_AHEAD (default 0: one pack, the loop as the compiler unrolls it): every map kernel, sums
 //     too, loads about M elements of each tensor argument before the math of any (M / 4 float packs, M / 8
-//     16-bit ones, 1 to 4), in a loop that is not unrolled. Torch's kernels load all 8 elements of a
-//     thread first, then compute, then store, with no loop; ours, a loop that the compiler unrolls twice behind
-//     a trip count (a 32-bit division: about 25 instructions, a MUFU.RCP among them, before the first load)
-//     and whose second pack it cannot load before the first's store (the output may be an input). Session 14:
-//     the plain maps trail torch's by 0.5-0.9 us a call at 2^24 and 2^28 on the same grid, and float BCE,
-//     with fewer instructions than torch's, is slower. With the maps' grid, ELEMS_AHEAD=8 is torch's shape
-//     (float BCE with BCE_ELEMS_PER_THREAD=8: 48 registers, no spills; at BCE_REGISTERS=40, 56 bytes of stack);
+//     16-bit ones, 1 to 4), in a loop that is not unrolled. Torch's kernels load all 8 elements of a thread,
+//     then compute, then store, with no loop; ours is a loop that the compiler unrolls twice behind a trip
+//     count (a 32-bit division: about 25 instructions, a MUFU.RCP among them, before the first load), and it
+//     cannot load the second pack before the first's store (the output may be an input). With the maps' grid,
+//     ELEMS_AHEAD=8 is torch's shape (float BCE with BCE_ELEMS_PER_THREAD=8: 48 registers, no spills);
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
 //   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
 //     keeps 5 blocks of 256 threads on an SM; uncapped, ptxas takes 54-68 for no fewer instructions); 0: no cap.
-//     But at 48 ptxas issues the target's load after the input's log math, in both float BCE forward kernels
-//     ('none' and the sum; sm_90 SASS, session 15), so each pack waits for memory twice, one load after the
-//     other; at 64 (55 registers for 'none', 48 for the sum) and uncapped the two loads are adjacent, as in
-//     every kernel that meets its target;
+//     At 48 ptxas issues the target's load only after the input's log math in both float BCE forward kernels
+//     ('none' and the sum; sm_90 SASS), so each pack waits for memory twice, one load after the other; at 64
+//     (55 registers for 'none', 48 for the sum) or uncapped the two loads are side by side, as in every other
+//     kernel;
 //   PYEXT_CUDA_DOMAIN_FLAG: BCE's domain check, read back by the host each call (a clear error) from mapped
-//     pinned host memory (2, default: the wait only) or from device memory (1: an allocation, a memset, a copy
-//     and the wait; on an H200, session 14, 2 took BCE's forward 5-23% faster at 2^24 and 1-4% at 2^28, its
-//     forward and backward at 2^24 mixed); 0 for the device-side assertion only, as under CUDA graph capture: a
-//     build to measure what the wait costs;
+//     pinned host memory (2, default: the wait only; faster on an H200) or from device memory (1: an
+//     allocation, a memset, a copy and the wait); 0 for the device-side assertion only, as under CUDA graph
+//     capture: a build to measure what the wait costs;
 //   PYEXT_CUDA_SPECIALIZE: 1 (default) for flat kernels compiled for each formula's common argument patterns,
 //     0 for one flat kernel that reads every argument's kind from the plan;
 //   PYEXT_CUDA_SMALL_PARAMS: 1 for the strided layout's sizes and strides in the strided kernels' parameters
-//     only (Dims); 0 (default) in every kernel's. At 2^24 the plain maps trail torch's by 0.5-0.7 us a call on
-//     the same grid (session 14), and theirs take a few dozen bytes of parameters against our 910.
+//     only (Dims); 0 (default) in every kernel's: about 910 bytes of parameters for two arguments, copied at
+//     every launch, where torch's elementwise kernels take 32.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
 #endif

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check, run on the lent GPU machine in one call (at most GPU_CHECK_SECONDS, default 480; on an
-# H200, session 14: build 78 s alone, CUDA tests 52-62 s, memcheck 25 s, racecheck 110 s, ncu 30 s,
+# H200: build 78 s alone, CUDA tests 52-62 s, memcheck 25 s, racecheck 110 s, ncu 30 s,
 # gpu_quick.py 10-15 s per build, run.py 33 s without compile; each variant adds a build in the background,
 # its tests and a gpu_quick run: four variants left run.py no time at 440 s):
 #   1. builds pyext with that machine's own torch (CUDA arch of the visible GPU),
@@ -135,7 +135,7 @@ if [ "${NCU_SECONDS:-90}" -gt 0 ]; then
 fi
 
 step "benchmark"
-wait  # the variants' builds: no timing while they compile (the losses' host sync felt them: session 8)
+wait  # the variants' builds: no timing while they compile (the losses' host sync feels a busy host)
 $PY benchmarks/gpu_quick.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -40
 commit=${PYEXT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
 for define in ${VARIANTS:-}; do

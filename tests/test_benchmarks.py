@@ -58,8 +58,8 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
 
 # The tutorial step captured in a CUDA graph, its replays after the function that made it has returned and other
 # tensors have taken whatever memory it freed: the data, the parameters and the optimizer's state must still be the
-# graph's (session 14's GPU check: they were not, and the replayed BCE met NaN targets). A subprocess: a device-side
-# assertion ends the process's CUDA context.
+# graph's (else the replayed BCE reads whatever the allocator put there, and asserts on NaN targets). A subprocess:
+# a device-side assertion ends the process's CUDA context.
 GRAPH_REPLAY_SCRIPT = f"""
 import gc, importlib.util, sys, torch
 spec = importlib.util.spec_from_file_location("run", {str(ROOT / "benchmarks" / "run.py")!r})
