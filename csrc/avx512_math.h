@@ -3,7 +3,7 @@
 // c0 + r + r^2 q(r), with q fitted by benchmarks/fit_polynomials.py (its output, lowest order first: exp's
 // below, log's in log_polynomial.h, which the GPU shares). Over every float, against double
 // (benchmarks/avx512_math_exhaustive.cpp): exp within 0.990 ulp (Sleef's u10 exp, which torch uses: 0.988);
-// log within 0.922 ulp (Sleef's u35 log, which we used before: 2.85). benchmarks/check_vector_math.py
+// log within 0.922 ulp (Sleef's u35 log: 2.85). benchmarks/check_vector_math.py
 // measures what reaches the user through the ops.
 // Include only where AVX-512 is enabled (CPU_CAPABILITY_AVX512).
 #pragma once

@@ -465,7 +465,8 @@ int elementwise(at::TensorIterator& iter, const Formula& f) {
       const RowLoop<scalar_t, decltype(op)> loop(op, f, /*first_input=*/1);
       // Where the operands together are larger than the last-level cache, the output would be evicted
       // before anything reads it: it is written with non-temporal stores, which skip reading each line
-      // first (measured, add of 2^22 floats, one thread: 2.24 -> 1.15 ms). Smaller outputs stay cached.
+      // first (add of 2^22 floats, one thread: 2.24 -> 1.15 ms on one host; on another, gains and losses
+      // within its neighbours' noise: benchmarks/NOTES.md). Smaller outputs stay cached.
       const bool stream = kCanStream && iter.numel() * iter.ntensors() * int64_t{sizeof(scalar_t)} > l3_bytes();
       constexpr size_t kVecBytes = sizeof(Vectorized<scalar_t>);
       auto rows = loop.loop2d(iter.ntensors(), errors, [stream](char** data, const int64_t* strides) {
