@@ -48,11 +48,12 @@
 //     their grid) on the maps' grid with N elements a thread;
 //   PYEXT_CUDA_ELEMS_AHEAD (default 0: one pack, the loop as the compiler unrolls it): every map kernel, sums
 //     too, loads about M elements of each tensor argument before the math of any (M / 4 float packs, M / 8
-//     16-bit ones, 1 to 4), in a loop that is not unrolled. Torch's kernels load all 8 elements of a thread,
-//     then compute, then store, with no loop; ours is a loop that the compiler unrolls twice behind a trip
-//     count (a 32-bit division: about 25 instructions, a MUFU.RCP among them, before the first load), and it
-//     cannot load the second pack before the first's store (the output may be an input). With the maps' grid,
-//     ELEMS_AHEAD=8 is torch's shape (float BCE with BCE_ELEMS_PER_THREAD=8: 48 registers, no spills);
+//     16-bit ones, 1 to 4), in a loop that is not unrolled, or on the maps' grid in one step a thread (no loop).
+//     Torch's kernels load all 8 elements of a thread, then compute, then store, with no loop; ours is a loop
+//     that the compiler unrolls twice behind a trip count (a 32-bit division: about 25 instructions, a MUFU.RCP
+//     among them, before the first load), and it cannot load the second pack before the first's store (the
+//     output may be an input). With the maps' grid, ELEMS_AHEAD=8 is torch's shape (float BCE with
+//     BCE_ELEMS_PER_THREAD=8: 48 registers, no spills);
 //   PYEXT_CUDA_FAST16: 1 (default) for Math16's approximations with 16-bit elements, 0 for full precision;
 //   PYEXT_CUDA_UNIT_MATH: 1 (default) for UnitIntervalMath's log and log1p in float BCE, 0 for logf and log1pf;
 //   PYEXT_CUDA_BCE_REGISTERS: the registers a thread of a float BCE forward kernel may use (default 48, which
@@ -182,6 +183,10 @@ struct Grid {
   static constexpr bool kPerThread = !kSum && kElemsPerThread > 0;
   static constexpr int kBlock = kPerThread ? PYEXT_CUDA_MAP_THREADS : kThreads;  // a sum's is block_sum's
   static constexpr int kPacksAhead = std::min(std::max(PYEXT_CUDA_ELEMS_AHEAD / VEC, 1), 4);
+  // On the maps' grid a thread has kPacksPerThread packs; loading at least as many ahead, one step does them all
+  // (no loop: launch_kernel sizes the grid for it).
+  static constexpr int kPacksPerThread = std::max(kElemsPerThread / VEC, 1);
+  static constexpr bool kOneStep = kPerThread && PYEXT_CUDA_ELEMS_AHEAD > 0 && kPacksAhead >= kPacksPerThread;
   static_assert(kBlock % 32 == 0 && kBlock <= 1024, "whole warps, at most 1024 threads a block");
 };
 
@@ -344,6 +349,7 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
         }
         if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at[u])) = result;
       }
+      if constexpr (Grid<Op, kSum, VEC>::kOneStep) break;
     }
     if constexpr (L == Layout::kFlat) {
       for (int64_t i = packs * VEC + first; i < n; i += stride) {  // the tail, fewer than VEC elements
@@ -470,7 +476,7 @@ template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typ
 void launch_kernel(const PlanBase<scalar_t, Op::arity>& base, const Dims<Op::arity>& dims, int64_t n, const Op& op,
                    const at::Tensor* sum_out, double divisor, int* errors, int device, cudaStream_t stream) {
   using acc_t = at::opmath_type<scalar_t>;
-  using G = Grid<Op, kSum>;
+  using G = Grid<Op, kSum, VEC>;
   constexpr auto kernel = map_kernel<VEC, L, kSum, TENSORS, scalar_t, Op>;
   static const int resident = [] {
     int v = 0;
@@ -478,10 +484,12 @@ void launch_kernel(const PlanBase<scalar_t, Op::arity>& base, const Dims<Op::ari
     return std::max(v, 1);
   }();
   const int64_t units = n / VEC + n % VEC;  // packs, and the tail's elements
-  constexpr int64_t kPerBlock = G::kBlock * (G::kPerThread ? std::max(G::kElemsPerThread / VEC, 1) : 1);
+  constexpr int64_t kPerBlock = G::kBlock * (G::kPerThread ? G::kPacksPerThread : 1);
   const int64_t cap = G::kPerThread ? std::numeric_limits<int>::max()
                                     : static_cast<int64_t>(sm_count(device)) * resident * PYEXT_CUDA_WAVES;
-  const int blocks = static_cast<int>(std::min<int64_t>(cap, (units + kPerBlock - 1) / kPerBlock));
+  const int64_t wanted = (units + kPerBlock - 1) / kPerBlock;
+  TORCH_INTERNAL_ASSERT(!G::kOneStep || wanted <= cap, "pyext: ", n, " elements need more blocks than a grid has");
+  const int blocks = static_cast<int>(std::min<int64_t>(cap, wanted));
   at::Tensor partial;
   acc_t* partial_ptr = nullptr;
   if constexpr (kSum) {
