@@ -333,10 +333,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="a few sizes, float32 (CPU: under 5 minutes)")
-    parser.add_argument("--ops", nargs="+", help=f"of {[o.name for o in OPS] + ['sgd', 'tutorial']}")
-    parser.add_argument("--dtypes", nargs="+", default=None, help="float32 bfloat16")
-    parser.add_argument("--modes", nargs="+", default=list(MODES))
-    parser.add_argument("--providers", nargs="+", default=["pyext", "eager", "compile", "foreach", "fused", "graph"],
+    op_names = [o.name for o in OPS] + ["sgd", "tutorial"]
+    parser.add_argument("--ops", nargs="+", choices=op_names, metavar="OP", help=f"of {op_names}")
+    parser.add_argument("--dtypes", nargs="+", default=None, choices=("float32", "bfloat16"))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                        help="fwd, bwd, full (forward + backward); the losses' and maps' modes")
+    providers = ("pyext", "eager", "compile", "foreach", "fused", "graph")
+    parser.add_argument("--providers", nargs="+", default=list(providers), choices=providers,
                         help="graph: the tutorial's step captured in a CUDA graph (CUDA only)")
     parser.add_argument("--out", help="folder for the CSV and plots (default benchmarks/results/<device>)")
     parser.add_argument("--min-time", type=float, default=None, help="seconds of timing per measurement")

@@ -56,6 +56,18 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
     assert "copy bandwidth" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv, bad", [(["--modes", "forward"], "--modes"), (["--ops", "adds"], "--ops"),
+                                       (["--dtypes", "float64"], "--dtypes"), (["--providers", "inductor"],
+                                                                             "--providers")])
+def test_harness_names_an_unknown_choice_before_measuring(argv, bad, capsys):
+    # argparse's usage error (exit 2) naming the argument, not a KeyError after the copy bandwidth's measurement
+    with pytest.raises(SystemExit) as stop:
+        load_harness().main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr()
+    assert f"argument {bad}: invalid choice" in err.err and "copy bandwidth" not in err.out
+
+
 # The tutorial step captured in a CUDA graph, its replays after the function that made it has returned and other
 # tensors have taken whatever memory it freed: the data, the parameters and the optimizer's state must still be the
 # graph's (else the replayed BCE reads whatever the allocator put there, and asserts on NaN targets). A subprocess:
