@@ -1,6 +1,7 @@
 // The error of pyext's AVX-512 exp and log (csrc/avx512_math.h) over every float, against the exact value
-// (double's), beside Sleef's (torch's Vectorized<float>::exp, and the u35 log we used before).
-// Build and run (about 2 minutes), with torch's headers and libraries (Sleef is linked into libtorch_cpu):
+// (double's), beside Sleef's (torch's Vectorized<float>::exp, and the u35 log we used before); and of its
+// softplus ln(1 + e^z) over every z <= 0, from the table and by the branch's log1p_unit(exp(z)).
+// Build and run (about 3 minutes), with torch's headers and libraries (Sleef is linked into libtorch_cpu):
 //   T=$(python -c 'import torch, os; print(os.path.dirname(torch.__file__))')
 //   g++ -O2 -std=c++17 -mavx512f -mavx512dq -mfma benchmarks/avx512_math_exhaustive.cpp -I$T/include \
 //       -L$T/lib -ltorch_cpu -lc10 -Wl,-rpath,$T/lib -o /tmp/avx512_math && /tmp/avx512_math
@@ -57,6 +58,24 @@ int main() {
       log_sleef.add(x[k], d[k], l);
     }
   }
+  Worst table, branch, composed;
+  for (uint64_t bits = 0x80000000u; bits < (uint64_t{1} << 32); bits += 16) {  // every float with the sign bit
+    for (int k = 0; k < 16; ++k) {
+      const uint32_t u = static_cast<uint32_t>(bits + k);
+      std::memcpy(&x[k], &u, sizeof u);
+    }
+    const __m512 v = _mm512_load_ps(x);
+    _mm512_store_ps(a, pyext::avx512::log1p_exp(v));
+    _mm512_store_ps(b, pyext::avx512::log1p_unit(pyext::avx512::exp(v)));
+    for (int k = 0; k < 16; ++k) {
+      const double e = std::log1p(std::exp(double(x[k])));
+      (x[k] > -15.5f ? table : branch).add(x[k], a[k], e);
+      composed.add(x[k], b[k], e);
+    }
+  }
+  std::printf("ln(1 + e^z), z <= 0: table %.3f ulp (at %.9g), branch %.3f ulp (at %.9g); log1p_unit(exp(z)) "
+              "everywhere %.3f ulp (at %.9g)\n", table.ulps, table.at, branch.ulps, branch.at, composed.ulps,
+              composed.at);
   std::printf("exp: pyext %.3f ulp (at %.9g), Sleef u10 %.3f ulp (at %.9g)\n", exp_ours.ulps, exp_ours.at,
               exp_sleef.ulps, exp_sleef.at);
   std::printf("log: pyext %.3f ulp (at %.9g), Sleef u35 %.3f ulp (at %.9g)\n", log_ours.ulps, log_ours.at,

@@ -67,10 +67,10 @@ struct Math<Vectorized<S>> {
     const V ln_u = log(u);
     return V::blendv(ln_u + c / u, ln_u, special);
   }
-  // ln(1 + e^z) for z <= 0: e^z lies in [0, 1] (formulas.h's log1p_exp)
+  // ln(1 + e^z) for z <= 0 (formulas.h's log1p_exp): on AVX-512, a table of polynomials in z
   static V log1p_exp(V z) {
 #if defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<S, float>) return avx512::log1p_unit(exp(z));
+    if constexpr (std::is_same_v<S, float>) return avx512::log1p_exp(z);
 #endif
     return log1p(exp(z));
   }

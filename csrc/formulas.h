@@ -110,8 +110,8 @@ struct BceTargetBackwardOp {
 
 // --- binary cross-entropy on logits -------------------------------------------------------------
 
-// ln(1 + e^z) for z <= 0 (or NaN): M::log1p_exp where the math has one (the CPU's AVX-512 float, whose e^z in
-// [0, 1] needs no special case in the log), else M::log1p(M::exp(z)).
+// ln(1 + e^z) for z <= 0 (or NaN): M::log1p_exp where the math has one (the CPU's AVX-512 float: a table of
+// polynomials, avx512_math.h), else M::log1p(M::exp(z)).
 template <typename M, typename T, typename = void>
 struct HasLog1pExp : std::false_type {};
 template <typename M, typename T>
