@@ -1,6 +1,6 @@
 // The error of pyext's AVX-512 exp and log (csrc/avx512_math.h) over every float, against the exact value
 // (double's), beside Sleef's (torch's Vectorized<float>::exp, and the u35 log we used before); and of its
-// softplus ln(1 + e^z) over every z <= 0, from the table and by the branch's log1p_unit(exp(z)).
+// softplus ln(1 + e^z) over every z <= 0, from the table and the branch (log1p_exp), and as log1p_unit(exp(z)).
 // Build and run (about 3 minutes), with torch's headers and libraries (Sleef is linked into libtorch_cpu):
 //   T=$(python -c 'import torch, os; print(os.path.dirname(torch.__file__))')
 //   g++ -O2 -std=c++17 -mavx512f -mavx512dq -mfma benchmarks/avx512_math_exhaustive.cpp -I$T/include \
