@@ -35,17 +35,22 @@ struct Worst {
   }
 };
 
+// The 16 floats whose bits follow from `bits`, into x and as a vector.
+__m512 floats(uint64_t bits, float (&x)[16]) {
+  for (int k = 0; k < 16; ++k) {
+    const uint32_t u = static_cast<uint32_t>(bits + k);
+    std::memcpy(&x[k], &u, sizeof u);
+  }
+  return _mm512_loadu_ps(x);
+}
+
 }  // namespace
 
 int main() {
   Worst exp_ours, exp_sleef, log_ours, log_sleef;
   alignas(64) float x[16], a[16], b[16], c[16], d[16];
   for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 16) {
-    for (int k = 0; k < 16; ++k) {
-      const uint32_t u = static_cast<uint32_t>(bits + k);
-      std::memcpy(&x[k], &u, sizeof u);
-    }
-    const __m512 v = _mm512_load_ps(x);
+    const __m512 v = floats(bits, x);
     _mm512_store_ps(a, pyext::avx512::exp(v));
     _mm512_store_ps(b, Sleef_expf16_u10(v));
     _mm512_store_ps(c, pyext::avx512::log(v));
@@ -60,11 +65,7 @@ int main() {
   }
   Worst table, branch, composed;
   for (uint64_t bits = 0x80000000u; bits < (uint64_t{1} << 32); bits += 16) {  // every float with the sign bit
-    for (int k = 0; k < 16; ++k) {
-      const uint32_t u = static_cast<uint32_t>(bits + k);
-      std::memcpy(&x[k], &u, sizeof u);
-    }
-    const __m512 v = _mm512_load_ps(x);
+    const __m512 v = floats(bits, x);
     _mm512_store_ps(a, pyext::avx512::log1p_exp(v));
     _mm512_store_ps(b, pyext::avx512::log1p_unit(pyext::avx512::exp(v)));
     for (int k = 0; k < 16; ++k) {

@@ -33,19 +33,39 @@ FUNCTIONS = {
 }
 
 
+def chebyshev_nodes(a: float, b: float, nodes: int) -> np.ndarray:
+    """Chebyshev nodes over [a, b] (a hair wider), without those at 0, where the fitted quotients are 0/0."""
+    r = np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes) * (b - a) / 2 * 1.0001 + (a + b) / 2
+    return r[np.abs(r) > 1e-6]
+
+
+def reweighted_fit(vander: np.ndarray, target: np.ndarray, weight: np.ndarray, rounds: int,
+                   fixed=0) -> np.ndarray:
+    """The coefficients of vander's columns for target - fixed, least squares weighted by weight and
+    reweighted toward the equal-ripple (minimax) solution."""
+    w = weight.copy()
+    for _ in range(rounds):
+        coef, *_ = np.linalg.lstsq(vander * w[:, None], (target - fixed) * w, rcond=None)
+        err = np.abs((vander @ coef + fixed - target) * weight)
+        w *= (err / err.max()) ** 0.3 + 1e-3  # weigh up where the error peaks
+    return coef
+
+
+def horner(coef, x):
+    """sum of coef[k] x^k in 40-digit arithmetic (coef rounded to float already)."""
+    q = mp.mpf(0)
+    for c in reversed(coef):
+        q = q * x + mp.mpf(float(c))
+    return q
+
+
 def fit(name: str, degree: int, nodes: int = 3000, rounds: int = 40) -> list[np.float32]:
     f, c0, (a, b) = FUNCTIONS[name]
-    r = np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes) * (b - a) / 2 * 1.0001 + (a + b) / 2
-    r = r[np.abs(r) > 1e-6]
+    r = chebyshev_nodes(a, b, nodes)
     rm = [mp.mpf(float(x)) for x in r]
     target = np.array([float((f(x) - c0 - x) / x**2) for x in rm])  # q(r) for an exact f
     weight = np.abs(np.array([float(x**2 / f(x)) for x in rm]))  # error of q -> relative error of f
-    vander = np.vander(r, degree + 1, increasing=True)
-    w = weight.copy()
-    for _ in range(rounds):
-        coef, *_ = np.linalg.lstsq(vander * w[:, None], target * w, rcond=None)
-        err = np.abs((vander @ coef - target) * weight)
-        w *= (err / err.max()) ** 0.3 + 1e-3  # weigh up where the error peaks
+    coef = reweighted_fit(np.vander(r, degree + 1, increasing=True), target, weight, rounds)
     return [np.float32(c) for c in coef]
 
 
@@ -56,10 +76,7 @@ def relative_error(name: str, coef: list[np.float32], samples: int = 6001) -> fl
         if abs(x) < 1e-9:
             continue
         x = mp.mpf(float(x))
-        q = mp.mpf(0)
-        for c in reversed(coef):
-            q = q * x + mp.mpf(float(c))
-        worst = max(worst, abs((c0 + x + x * x * q) / f(x) - 1))
+        worst = max(worst, abs((c0 + x + x * x * horner(coef, x)) / f(x) - 1))
     return float(worst)
 
 
@@ -70,8 +87,7 @@ def softplus_piece(i: int, degree: int, nodes: int = 1500, rounds: int = 30):
     """hi, lo and Q's float coefficients for piece i, and the largest relative error of hi + lo + u Q(u)."""
     g = lambda u: mp.log1p(mp.exp(u - i))  # noqa: E731
     a, b = (-0.5, 0.0) if i == 0 else (-0.5, 0.5)  # piece 0 holds z in [-1/2, 0] only
-    u = np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes) * (b - a) / 2 * 1.0001 + (a + b) / 2
-    u = u[np.abs(u) > 1e-6]
+    u = chebyshev_nodes(a, b, nodes)
     um = [mp.mpf(float(x)) for x in u]
     g0 = g(mp.mpf(0))
     hi = np.float32(float(g0))
@@ -82,19 +98,11 @@ def softplus_piece(i: int, degree: int, nodes: int = 1500, rounds: int = 30):
     coef = []
     for k in range(degree + 1):  # round the coefficients one at a time, refitting the higher ones
         fixed = vander[:, :k] @ np.array([float(c) for c in coef]) if coef else 0
-        w = weight.copy()
-        for _ in range(rounds):
-            free, *_ = np.linalg.lstsq(vander[:, k:] * w[:, None], (target - fixed) * w, rcond=None)
-            err = np.abs((vander[:, k:] @ free + fixed - target) * weight)
-            w *= (err / err.max()) ** 0.3 + 1e-3
-        coef.append(np.float32(free[0]))
+        coef.append(np.float32(reweighted_fit(vander[:, k:], target, weight, rounds, fixed)[0]))
     worst = mp.mpf(0)
     for x in np.linspace(a, b, 4001):
         x = mp.mpf(float(x))
-        q = mp.mpf(0)
-        for c in reversed(coef):
-            q = q * x + mp.mpf(float(c))
-        worst = max(worst, abs((mp.mpf(float(hi)) + mp.mpf(float(lo)) + x * q) / g(x) - 1))
+        worst = max(worst, abs((mp.mpf(float(hi)) + mp.mpf(float(lo)) + x * horner(coef, x)) / g(x) - 1))
     return hi, lo, coef, float(worst)
 
 
