@@ -6,7 +6,8 @@ Knobs (environment variables):
                             scripts and links to its real toolkit, else /usr/local/cuda).
   TORCH_CUDA_ARCH_LIST=...  architectures to compile for, e.g. "9.0" or "8.0;9.0+PTX". With a GPU
                             visible torch picks its arch; with none we default to DEFAULT_ARCHS.
-  PYEXT_CPU_VEC=avx512|avx2|default  the CPU vector ISA for at::vec (default: the widest this CPU has).
+  PYEXT_CPU_VEC=avx512_bf16|avx512|avx2|default  the CPU vector ISA for at::vec (default: the widest this
+                                     CPU has; avx512_bf16 adds AVX512-BF16's rounding of float to bfloat16).
   PYEXT_SANITIZE=address,undefined  build the C++ with those sanitizers (run Python with the runtimes
                             preloaded; tests/sanitize.sh does it for the CPU test suite).
 """
@@ -67,9 +68,11 @@ import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
+AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
+                "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"]
 CPU_VEC_FLAGS = {
-    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
-               "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"],
+    "avx512_bf16": [*AVX512_FLAGS, "-mavx512bf16", "-DPYEXT_AVX512_BF16"],
+    "avx512": AVX512_FLAGS,
     "avx2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],
     "default": ["-DCPU_CAPABILITY=DEFAULT"],
 }
@@ -82,7 +85,7 @@ def cpu_vec_flags():
         info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
         flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
         if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c"} <= flags:
-            choice = "avx512"
+            choice = "avx512_bf16" if "avx512_bf16" in flags else "avx512"
         elif {"avx2", "fma", "f16c"} <= flags:
             choice = "avx2"
         else:

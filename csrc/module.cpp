@@ -28,7 +28,9 @@ PyObject* build_info(PyObject*, PyObject*) {
   PyObject* cuda = Py_False;
   const char* archs = "";
 #endif
-#if defined(CPU_CAPABILITY_AVX512)
+#if defined(PYEXT_AVX512_BF16)
+  const char* cpu_vec = "avx512_bf16";
+#elif defined(CPU_CAPABILITY_AVX512)
   const char* cpu_vec = "avx512";
 #elif defined(CPU_CAPABILITY_AVX2)
   const char* cpu_vec = "avx2";

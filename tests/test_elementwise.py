@@ -209,6 +209,20 @@ def test_special_values(device, dtype):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("factor", [1.0, 2.0**-7, 2.0**-120, 1.0078125, 3.0, -0.75], ids=str)
+def test_bfloat16_rounds_as_torch(device, factor):
+    """Every bfloat16 value times a factor (a bfloat16 value too): each product is exact in float, so its
+    bfloat16 result is one rounding, bit for bit torch's (NaN aside): normal, subnormal (2^-120 and 2^-7 take
+    normals there), zero or inf, ties included (1 + 2^-7). Shuffled, so that vector steps mix subnormal
+    results with others."""
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    a = bits.view(torch.bfloat16)[torch.randperm(2**16, generator=torch.Generator().manual_seed(0))].to(device)
+    expected = torch.mul(a, factor)
+    for other in (factor, torch.full_like(a, factor)):
+        torch.testing.assert_close(P.mul(a, other), expected, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_vector_path_tails(device):
     # every length around the vector widths (8, 16 on CPU; 4 and 8 per 16-byte load on CUDA)
     for n in range(1, 70):
