@@ -97,10 +97,11 @@ struct Math<Vectorized<S>> {
 namespace cpu {
 namespace {
 
-// Two float vectors rounded to one Vectorized<scalar_t> of half or bfloat16. Where the CPU has AVX512-BF16,
-// bfloat16 takes one vcvtne2ps2bf16 instead of at::vec's rounding in integer instructions (bfloat16 sigmoid
-// 4.1 -> 3.1 ns for 16 results, one thread in cache). That instruction rounds to nearest even as torch does
-// but flushes subnormal results to zero, so a step with a subnormal result rounds the at::vec way.
+// Two float vectors rounded to one Vectorized<scalar_t> of half or bfloat16. In a build for AVX512-BF16
+// (setup.py's avx512_bf16), bfloat16 takes one vcvtne2ps2bf16 instead of at::vec's rounding in integer
+// instructions (bfloat16 sigmoid 4.1 -> 3.1 ns for 16 results, one thread in cache). That instruction rounds to
+// nearest even as torch does but flushes subnormal results to zero, so a step with a subnormal result rounds
+// the at::vec way.
 template <typename scalar_t>
 Vectorized<scalar_t> narrow(const Vectorized<float>& lo, const Vectorized<float>& hi) {
 #if defined(PYEXT_AVX512_BF16)
