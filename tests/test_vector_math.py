@@ -31,6 +31,7 @@ AVX512_BOUNDS = {
     "-ln(1-x) (bce, y=0)": 1.0,
     "ln(1+e^-x) (bce logits, y=1)": 1.2,
 }
+CPU_AVX512 = pyext.build_info()["cpu_vec"].startswith("avx512")  # avx512 or avx512_bf16: our own exp, log, softplus
 
 
 def test_every_check_has_a_bound():
@@ -42,7 +43,7 @@ def test_every_check_has_a_bound():
 def test_error_in_ulps(name, device):
     r = check.measure(name, stride=1009, device=device)
     assert r["count"] > 10**6  # normal results measured
-    if device == "cpu" and pyext.build_info()["cpu_vec"].startswith("avx512"):
+    if device == "cpu" and CPU_AVX512:
         assert r["pyext_max"] <= AVX512_BOUNDS[name]
     # Everywhere (with Sleef's exp and 3.5-ulp log on AVX2 CPUs, CUDA's libdevice on GPUs): close to torch's.
     # (On AVX2, measured: worst within 1.9 ulp of torch's, mean at most 1.84x torch's, for BCE's ln(1 - x).)
@@ -62,7 +63,7 @@ def test_softplus_at_the_table_edges(device):
     ours, theirs, exact, _ = check.CHECKS[name]
     err = check.ulp_errors(ours(x), exact(x.double()))
     assert err.numel() == x.numel()  # every result a normal number here
-    if device == "cpu" and pyext.build_info()["cpu_vec"].startswith("avx512"):
+    if device == "cpu" and CPU_AVX512:
         assert err.max().item() <= AVX512_BOUNDS[name]
     else:  # as test_error_in_ulps
         assert err.max().item() <= check.ulp_errors(theirs(x), exact(x.double())).max().item() + 2.5
