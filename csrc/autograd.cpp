@@ -1,7 +1,7 @@
 // Autograd of every pyext op, registered in C++ (the Autograd dispatch key): a call that records a
 // gradient never enters Python, and one that records none skips the graph. Each backward calls pyext
 // ops through the dispatcher, so gradients are themselves differentiable: the forward ops' backwards are pyext's
-// backward ops (sigmoid_backward, the loss backwards), whose own autograd is here too (second order;
+// backward ops (mul_backward, sigmoid_backward, the loss backwards), whose own autograd is here too (second order;
 // higher orders follow, as those formulas again call pyext ops, or torch's where pyext has no op:
 // division, where, clamp). The first-order formulas are those of csrc/formulas.h.
 #include <ATen/ATen.h>
@@ -9,6 +9,9 @@
 #include <c10/util/accumulate.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
+
+#include <tuple>
+#include <type_traits>
 
 #include "call.h"
 
@@ -68,10 +71,20 @@ bool records(const T&) { return false; }  // numbers, the reduction
 
 // The autograd kernel of an op: F::apply where the call is recorded, else straight to the kernel below
 // autograd (F::op), as torch's own autograd kernels do. Function::apply builds a graph node even when no
-// input needs one: 1.4 of the 2.1 us of an add of one-element tensors, measured in C++.
+// input needs one: 1.4 of the 2.1 us of an add of one-element tensors, measured in C++. An op of two
+// outputs returns a tuple, which apply returns as a list.
 template <typename F, typename... Args>
-Tensor record(const Args&... args) {
-  if ((records(args) || ...)) return F::apply(args...);
+auto record(const Args&... args) -> decltype(F::op(args...)) {
+  using Result = decltype(F::op(args...));
+  if ((records(args) || ...)) {
+    if constexpr (std::is_same_v<Result, Tensor>) {
+      return F::apply(args...);
+    } else {
+      static_assert(std::tuple_size_v<Result> == 2, "ops return one tensor or two");
+      const variable_list out = F::apply(args...);
+      return Result{out[0], out[1]};
+    }
+  }
   at::AutoDispatchBelowADInplaceOrView guard;
   return F::op(args...);
 }
@@ -118,11 +131,17 @@ struct MulFunction : torch::autograd::Function<MulFunction> {
     return op(a, b);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    // d/da = b, d/db = a
+    // d/da = b, d/db = a: both in one pass where both are wanted (5 transfers an element, not 6), unless a CPU
+    // number sits beside a CUDA tensor (which the pass does not take)
     const auto saved = ctx->get_saved_variables();
+    const Tensor &a = saved[0], &b = saved[1], &g = grads[0];
     Tensor ga, gb;
-    if (ctx->needs_input_grad(0)) ga = reduce_to(call::mul(grads[0], saved[1]), saved[0]);
-    if (ctx->needs_input_grad(1)) gb = reduce_to(call::mul(grads[0], saved[0]), saved[1]);
+    if (ctx->needs_input_grad(0) && ctx->needs_input_grad(1) && a.device() == b.device()) {
+      std::tie(ga, gb) = call::mul_backward(g, a, b);
+      return {reduce_to(ga, a), reduce_to(gb, b)};
+    }
+    if (ctx->needs_input_grad(0)) ga = reduce_to(call::mul(g, b), a);
+    if (ctx->needs_input_grad(1)) gb = reduce_to(call::mul(g, a), b);
     return {ga, gb};
   }
 };
@@ -239,6 +258,26 @@ Tensor reduce_like(const Tensor& unreduced, int64_t reduction, const c10::SymInt
 
 // g_w = gg w (gg without a weight)
 Tensor times_weight(const Tensor& gg, const OptTensor& w) { return w ? call::mul(gg, *w) : gg; }
+
+// ga = g b, gb = g a: d/dg = gg_a b + gg_b a, d/da = gg_b g, d/db = gg_a g
+struct MulBackwardFunction : torch::autograd::Function<MulBackwardFunction> {
+  static constexpr auto op = call::mul_backward;
+  static variable_list forward(AutogradContext* ctx, const Tensor& g, const Tensor& a, const Tensor& b) {
+    ctx->save_for_backward({g, a, b});
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [ga, gb] = op(g, a, b);
+    return {ga, gb};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const Tensor &g = s[0], &a = s[1], &b = s[2], &gga = grads[0], &ggb = grads[1];
+    Tensor g_grad, g_a, g_b;
+    if (ctx->needs_input_grad(0)) g_grad = reduce_to(call::add(call::mul(gga, b), call::mul(ggb, a), 1), g);
+    if (ctx->needs_input_grad(1)) g_a = reduce_to(call::mul(ggb, g), a);
+    if (ctx->needs_input_grad(2)) g_b = reduce_to(call::mul(gga, g), b);
+    return {g_grad, g_a, g_b};
+  }
+};
 
 struct SigmoidBackwardFunction : torch::autograd::Function<SigmoidBackwardFunction> {
   static constexpr auto op = call::sigmoid_backward;
@@ -423,6 +462,9 @@ TORCH_LIBRARY_IMPL(pyext, Autograd, m) {
     return record<MseFunction>(x, y, reduction);
   });
 
+  m.impl("mul_backward", [](const Tensor& g, const Tensor& a, const Tensor& b) {
+    return record<MulBackwardFunction>(g, a, b);
+  });
   m.impl("sigmoid_backward", [](const Tensor& g, const Tensor& y) { return record<SigmoidBackwardFunction>(g, y); });
   m.impl("binary_cross_entropy_backward", [](const Tensor& g, const Tensor& x, const Tensor& y, const OptTensor& w,
                                              int64_t reduction) {

@@ -8,6 +8,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <optional>
+#include <tuple>
 
 namespace pyext {
 namespace call {
@@ -27,6 +28,11 @@ inline Tensor mul(const Tensor& a, const Tensor& b) {
 inline Tensor mul(const Tensor& a, const c10::Scalar& b) {
   static const auto h = op<Tensor(const Tensor&, const c10::Scalar&)>("pyext::mul", "Scalar");
   return h.call(a, b);
+}
+inline std::tuple<Tensor, Tensor> mul_backward(const Tensor& g, const Tensor& a, const Tensor& b) {
+  static const auto h =
+      op<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&)>("pyext::mul_backward", "");
+  return h.call(g, a, b);
 }
 inline Tensor add(const Tensor& a, const Tensor& b, const c10::Scalar& alpha) {
   static const auto h = op<Tensor(const Tensor&, const Tensor&, const c10::Scalar&)>("pyext::add", "Tensor");

@@ -265,16 +265,18 @@ struct UnitIntervalCheck {
   }
 };
 
-// Runs one formula over rows of the iteration. Sink decides what happens to each result.
+// Runs one formula over rows of the iteration. Sink decides what happens to each result (K of them an
+// element: the formula's outputs).
 template <typename scalar_t, typename Op>
 struct RowLoop {
   using acc_t = at::opmath_type<scalar_t>;
   using IO = VecIO<scalar_t>;
   using Parts = typename IO::Parts;
   static constexpr int N = Op::arity;
+  static constexpr int K = Outputs<Op>::value;
 
   Op op;
-  int first_input;       // iterator operand of the first tensor argument (1 with an output)
+  int first_input;       // iterator operand of the first tensor argument (K with outputs, 0 summing)
   int tensor_of[N];      // iterator operand of each argument, -1 for a constant
   acc_t value[N];        // the constants
 
@@ -287,9 +289,11 @@ struct RowLoop {
   }
 
   template <typename T, size_t... I>
-  T call(const std::array<T, N>& v, std::index_sequence<I...>) const { return op(v[I]...); }
+  Results<T, K> call(const std::array<T, N>& v, std::index_sequence<I...>) const {
+    return as_results<K>(op(v[I]...));
+  }
   template <typename T>
-  T call(const std::array<T, N>& v) const { return call(v, std::make_index_sequence<N>{}); }
+  Results<T, K> call(const std::array<T, N>& v) const { return call(v, std::make_index_sequence<N>{}); }
 
   static int unit_interval_errors(acc_t x, acc_t y) {
     return (in_unit_interval(x) ? 0 : kArg0OutOfRange) | (in_unit_interval(y) ? 0 : kArg1OutOfRange);
@@ -318,12 +322,13 @@ struct RowLoop {
       for (int a = 0; a < N; ++a) {
         if (kDense || ptr[a] != nullptr) args[a] = IO::load(ptr[a] + i);
       }
-      Parts result;
+      std::array<Parts, K> result;
       for (int p = 0; p < IO::kParts; ++p) {
         std::array<Vectorized<acc_t>, N> part;
         for (int a = 0; a < N; ++a) part[a] = args[a][p];
         if constexpr (ChecksUnitInterval<Op>::value) check.add(part[0], part[1]);
-        result[p] = call(part);
+        const auto r = call(part);
+        for (int o = 0; o < K; ++o) result[o][p] = r.v[o];
       }
       sink.vec(i, result);
     }
@@ -379,19 +384,27 @@ struct RowLoop {
   }
 };
 
-template <typename scalar_t>
+// Stores the K results of each element into the K outputs (the iterator's first operands). The pointers are
+// kept by value: a store may alias anything read through a pointer, which the loop would then read again.
+template <typename scalar_t, int K>
 struct StoreSink {
   using Parts = typename VecIO<scalar_t>::Parts;
-  char* out;
-  int64_t stride;
-  bool stream;  // non-temporal vector stores (out is aligned to the vector size)
-  bool contiguous(const int64_t*) const { return stride == sizeof(scalar_t); }
-  void vec(int64_t i, const Parts& r) {
-    scalar_t* p = reinterpret_cast<scalar_t*>(out) + i;
-    stream ? VecIO<scalar_t>::stream(p, r) : VecIO<scalar_t>::store(p, r);
+  std::array<char*, K> out;
+  std::array<int64_t, K> stride;
+  bool stream;  // non-temporal vector stores (every output aligned to the vector size)
+  bool contiguous(const int64_t*) const {
+    bool dense = true;
+    for (int o = 0; o < K; ++o) dense &= stride[o] == sizeof(scalar_t);
+    return dense;
   }
-  void scalar(int64_t i, at::opmath_type<scalar_t> r) {
-    *reinterpret_cast<scalar_t*>(out + i * stride) = static_cast<scalar_t>(r);
+  void vec(int64_t i, const std::array<Parts, K>& r) {
+    for (int o = 0; o < K; ++o) {
+      scalar_t* p = reinterpret_cast<scalar_t*>(out[o]) + i;
+      stream ? VecIO<scalar_t>::stream(p, r[o]) : VecIO<scalar_t>::store(p, r[o]);
+    }
+  }
+  void scalar(int64_t i, const Results<at::opmath_type<scalar_t>, K>& r) {
+    for (int o = 0; o < K; ++o) *reinterpret_cast<scalar_t*>(out[o] + i * stride[o]) = static_cast<scalar_t>(r.v[o]);
   }
   void finish() {}
 };
@@ -412,7 +425,8 @@ struct SumSink {
   // elements, one thread in cache). Zeros: value-initialized.
   Lanes row_lanes{};
   bool contiguous(const int64_t*) const { return true; }
-  void vec(int64_t, const Parts& r) {
+  void vec(int64_t, const std::array<Parts, 1>& results) {
+    const Parts& r = results[0];
     for (size_t p = 0; p < r.size(); ++p) {
       if constexpr (kExact) {
         __at_align__ acc_t v[kLanes];
@@ -423,7 +437,7 @@ struct SumSink {
       }
     }
   }
-  void scalar(int64_t, acc_t r) { *tail += r; }
+  void scalar(int64_t, const Results<acc_t, 1>& r) { *tail += r.v[0]; }
   void finish() {
     for (size_t k = 0; k < row_lanes.size(); ++k) (*lanes)[k] += row_lanes[k];
   }
@@ -489,16 +503,22 @@ int elementwise(at::TensorIterator& iter, const Formula& f) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, iter.dtype(0), "pyext_cpu_elementwise", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     visit_formula<acc_t>(f, [&](auto op) {
-      const RowLoop<scalar_t, decltype(op)> loop(op, f, /*first_input=*/1);
-      // Where the operands together are larger than the last-level cache, the output would be evicted
-      // before anything reads it: it is written with non-temporal stores, which skip reading each line
+      using Loop = RowLoop<scalar_t, decltype(op)>;
+      const Loop loop(op, f, /*first_input=*/Loop::K);
+      // Where the operands together are larger than the last-level cache, the outputs would be evicted
+      // before anything reads them: they are written with non-temporal stores, which skip reading each line
       // first (add of 2^22 floats, one thread: 2.24 -> 1.15 ms on one host; on another, gains and losses
       // within its neighbours' noise: benchmarks/NOTES.md). Smaller outputs stay cached.
       const bool stream = kCanStream && iter.numel() * iter.ntensors() * int64_t{sizeof(scalar_t)} > l3_bytes();
       constexpr size_t kVecBytes = sizeof(Vectorized<scalar_t>);
       auto rows = loop.loop2d(iter.ntensors(), errors, [stream](char** data, const int64_t* strides) {
-        return StoreSink<scalar_t>{data[0], strides[0],
-                                   stream && reinterpret_cast<uintptr_t>(data[0]) % kVecBytes == 0};
+        StoreSink<scalar_t, Loop::K> sink{{}, {}, stream};
+        for (int o = 0; o < Loop::K; ++o) {
+          sink.out[o] = data[o];
+          sink.stride[o] = strides[o];
+          sink.stream &= reinterpret_cast<uintptr_t>(data[o]) % kVecBytes == 0;
+        }
+        return sink;
       });
       iter.for_each([&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
         rows(data, strides, size0, size1);

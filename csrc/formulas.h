@@ -6,7 +6,8 @@
 // Math<T> supplies exp/log/... for each T; the CPU file adds the Vectorized specialization. A loop calls
 // op(args...) for Math<T>, or op.template operator()<T, M>(args...) for other math M over the same T (the
 // GPU's approximations for 16-bit elements, cuda/math16.cuh).
-// `arity` counts the formula's arguments; a loop feeds each from a tensor or a host constant.
+// `arity` counts the formula's arguments; a loop feeds each from a tensor or a host constant. A formula
+// returns one result, or with kOutputs = K several (Results<T, K>), each stored into its own output.
 #pragma once
 
 #include <c10/macros/Macros.h>
@@ -31,6 +32,12 @@ struct Math {
   static C10_HOST_DEVICE T min(T a, T b) { return b < a ? b : a; }
 };
 
+// The results of a formula with several outputs.
+template <typename T, int K>
+struct Results {
+  T v[K];
+};
+
 // --- elementwise ------------------------------------------------------------------------------
 
 // out = a + alpha b;  d/da = 1, d/db = alpha
@@ -48,6 +55,15 @@ struct MulOp {
   static constexpr int arity = 2;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T a, T b) const { return a * b; }
+};
+
+// mul's two gradients in one pass: ga = g b, gb = g a
+template <typename acc_t>
+struct MulBackwardOp {
+  static constexpr int arity = 3;  // g, a, b
+  static constexpr int kOutputs = 2;
+  template <typename T, typename M = Math<T>>
+  C10_HOST_DEVICE Results<T, 2> operator()(T g, T a, T b) const { return {{g * b, g * a}}; }
 };
 
 // y = 1 / (1 + e^-x): e^-x overflows to inf for x << 0, giving exactly 0, as torch does
@@ -230,7 +246,7 @@ struct SgdStepOp {
 // --- the formula a front-end asks a loop to run --------------------------------------------------
 
 enum class OpKind : int8_t {
-  Add, Mul, Sigmoid, SigmoidBackward,
+  Add, Mul, MulBackward, Sigmoid, SigmoidBackward,
   Bce, BceBackward, BceTargetBackward,
   BceLogits, BceLogitsBackward, BceLogitsTargetBackward,
   Mse, MseBackward,
@@ -262,6 +278,7 @@ inline void visit_formula(const Formula& f, Fn&& fn) {
   switch (f.op) {
     case OpKind::Add: return fn(AddOp<acc_t>{p});
     case OpKind::Mul: return fn(MulOp<acc_t>{});
+    case OpKind::MulBackward: return fn(MulBackwardOp<acc_t>{});
     case OpKind::Sigmoid: return fn(SigmoidOp<acc_t>{});
     case OpKind::SigmoidBackward: return fn(SigmoidBackwardOp<acc_t>{});
     case OpKind::Bce: return fn(BceOp<acc_t>{});
@@ -305,6 +322,28 @@ template <typename Op, typename = void>
 struct OptionalArgs : std::integral_constant<unsigned, 0> {};
 template <typename Op>
 struct OptionalArgs<Op, std::void_t<decltype(Op::kOptionalArgs)>> : std::integral_constant<unsigned, Op::kOptionalArgs> {};
+
+// The outputs of a formula (kOutputs, else 1), and a formula's result as Results of that many.
+template <typename Op, typename = void>
+struct Outputs : std::integral_constant<int, 1> {};
+template <typename Op>
+struct Outputs<Op, std::void_t<decltype(Op::kOutputs)>> : std::integral_constant<int, Op::kOutputs> {};
+template <int K, typename T>
+C10_HOST_DEVICE inline Results<T, K> as_results(const Results<T, K>& r) {
+  return r;
+}
+template <int K, typename T>
+C10_HOST_DEVICE inline Results<T, 1> as_results(const T& r) {
+  static_assert(K == 1, "a formula of several outputs returns Results");
+  return {{r}};
+}
+
+// The outputs f's formula writes (a front-end allocates them).
+inline int outputs_of(const Formula& f) {
+  int k = 1;
+  visit_formula<float>(f, [&](auto op) { k = Outputs<decltype(op)>::value; });
+  return k;
+}
 
 // Whether a formula is a forward loss, the only formulas the summing loops instantiate.
 template <typename Op, typename = void>

@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "kernels.h"
@@ -104,10 +105,10 @@ int run(const char* op, at::TensorIterator& iter, const Formula& f, const Tensor
   }
 }
 
-// Runs formula f over args. Writes into `inplace` when given; with reduction 'mean' or 'sum'
-// returns a 0-d tensor holding the sum of f (divided by the element count for 'mean').
-Tensor launch(const char* op, const Formula& f, c10::ArrayRef<Arg> args, const Tensor* inplace = nullptr,
-              int64_t reduction = kNone) {
+// Runs formula f over args: returns its outputs (new tensors, or `inplace` when given), or with reduction
+// 'mean' or 'sum' a 0-d tensor holding the sum of f (divided by the element count for 'mean').
+c10::SmallVector<Tensor, 2> launch_outputs(const char* op, const Formula& f, c10::ArrayRef<Arg> args,
+                                           const Tensor* inplace = nullptr, int64_t reduction = kNone) {
   // Devices: every tensor where the first is.
   const Arg& first = args.front();
   for (const Arg& a : args) {
@@ -123,7 +124,7 @@ Tensor launch(const char* op, const Formula& f, c10::ArrayRef<Arg> args, const T
     // Compute in the promoted dtype, then store into self, as torch's in-place ops do.
     TORCH_CHECK(at::canCast(dtype, inplace->scalar_type()), op, ": result type ", dtype,
                 " can't be cast to the desired output type ", inplace->scalar_type());
-    return inplace->copy_(launch(op, f, args, nullptr, reduction));
+    return {inplace->copy_(launch_outputs(op, f, args, nullptr, reduction)[0])};
   }
 
   // The iterator borrows its operands: copies converted to the promoted dtype are kept alive here.
@@ -131,11 +132,16 @@ Tensor launch(const char* op, const Formula& f, c10::ArrayRef<Arg> args, const T
   converted.reserve(args.size());
   at::TensorIteratorConfig config;
   config.check_all_same_dtype(true);
+  const int outputs = outputs_of(f);
+  TORCH_INTERNAL_ASSERT(outputs == 1 || (!inplace && reduction == kNone), op, ": a formula of ", outputs,
+                        " outputs is neither summed nor in place");
   if (reduction == kNone) {
     if (inplace) {
       config.add_output(*inplace);
     } else {
-      config.add_owned_output(Tensor());  // undefined: the iterator allocates it (owned: a temporary)
+      for (int o = 0; o < outputs; ++o) {
+        config.add_owned_output(Tensor());  // undefined: the iterator allocates it (owned: a temporary)
+      }
     }
   }
   for (size_t i = 0; i < args.size(); ++i) {
@@ -146,19 +152,25 @@ Tensor launch(const char* op, const Formula& f, c10::ArrayRef<Arg> args, const T
   }
   at::TensorIterator iter = config.build();
 
-  Tensor out;
+  c10::SmallVector<Tensor, 2> out;
   int errors = 0;
   if (reduction == kNone) {
     errors = run(op, iter, f, nullptr, 1.0);
-    out = iter.output();
+    for (int o = 0; o < outputs; ++o) out.push_back(iter.output(o));
   } else {
-    out = at::empty({}, first.tensor.options().dtype(dtype));
+    out.push_back(at::empty({}, first.tensor.options().dtype(dtype)));
     const double divisor = reduction == kMean ? static_cast<double>(iter.numel()) : 1.0;
-    errors = run(op, iter, f, &out, divisor);
+    errors = run(op, iter, f, &out[0], divisor);
   }
   TORCH_CHECK(!(errors & kArg0OutOfRange), op, ": all elements of ", args[0].name, " should be between 0 and 1");
   TORCH_CHECK(!(errors & kArg1OutOfRange), op, ": all elements of ", args[1].name, " should be between 0 and 1");
   return out;
+}
+
+// The one output of formula f over args (launch_outputs).
+Tensor launch(const char* op, const Formula& f, c10::ArrayRef<Arg> args, const Tensor* inplace = nullptr,
+              int64_t reduction = kNone) {
+  return launch_outputs(op, f, args, inplace, reduction)[0];
 }
 
 // A weight that is absent is the constant 1.
@@ -225,6 +237,14 @@ void mul__tensor(Tensor& self, const Tensor& other) {
 }
 void mul__scalar(Tensor& self, const c10::Scalar& other) {
   binary("mul_", Formula{OpKind::Mul}, self, wrapped(other), &self);
+}
+
+// d/da (a b) and d/db (a b) for an upstream gradient, in one pass: g b and g a, in the broadcast shape of
+// the three (the caller sums each back to its operand's shape).
+std::tuple<Tensor, Tensor> mul_backward(const Tensor& grad, const Tensor& self, const Tensor& other) {
+  auto out = launch_outputs("mul_backward", Formula{OpKind::MulBackward},
+                            {{"grad_output", grad}, {"input", self}, {"other", other}});
+  return {std::move(out[0]), std::move(out[1])};
 }
 
 // --- sigmoid -------------------------------------------------------------------------------------
@@ -359,6 +379,7 @@ TORCH_LIBRARY(pyext, m) {
   m.def("mul.Scalar(Tensor self, Scalar other) -> Tensor");
   m.def("mul_.Tensor(Tensor(a!) self, Tensor other) -> ()");
   m.def("mul_.Scalar(Tensor(a!) self, Scalar other) -> ()");
+  m.def("mul_backward(Tensor grad_output, Tensor self, Tensor other) -> (Tensor, Tensor)");
   m.def("sigmoid(Tensor self) -> Tensor");
   m.def("sigmoid_backward(Tensor grad_output, Tensor output) -> Tensor");
   m.def("binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) -> Tensor");
@@ -390,6 +411,7 @@ TORCH_LIBRARY(pyext, m) {
   m.impl("mul.Scalar", &mul_scalar);                                                             \
   m.impl("mul_.Tensor", &mul__tensor);                                                           \
   m.impl("mul_.Scalar", &mul__scalar);                                                           \
+  m.impl("mul_backward", &mul_backward);                                                         \
   m.impl("sigmoid", &sigmoid);                                                                   \
   m.impl("sigmoid_backward", &sigmoid_backward);                                                 \
   m.impl("binary_cross_entropy", &binary_cross_entropy);                                         \

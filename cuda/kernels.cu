@@ -131,36 +131,36 @@ enum ArgKind : int8_t { kConstant, kBroadcast, kTensor, kPerRow };
 // registers of packs never loaded: float32 BCE forward 60 -> 47 registers (sm_90; benchmarks/NOTES.md).
 constexpr unsigned kKindsFromPlan = ~0u;
 
-// Everything a kernel needs but the strided layout's dimensions. Byte strides; index 0 of a stride array is the
-// output's, index k + 1 argument k's.
-template <typename scalar_t, int N>
+// Everything a kernel of N arguments and K outputs needs but the strided layout's dimensions. Byte strides;
+// indices 0 to K - 1 of a stride array are the outputs', index K + k argument k's.
+template <typename scalar_t, int N, int K>
 struct PlanBase {
   using acc_t = at::opmath_type<scalar_t>;
-  char* out;
+  char* out[K];
   const char* in[N];
   acc_t value[N];
   ArgKind kind[N];
   // rows: packs per row, and each row's byte stride
   at::cuda::detail::IntDivider<uint32_t> packs_per_row;
-  int64_t row_stride[N + 1];
+  int64_t row_stride[K + N];
 };
 // The strided layout's sizes and strides, fastest dimension first: 0.8 KB for two arguments, which every kernel
 // takes, or with PYEXT_CUDA_SMALL_PARAMS=1 the strided kernels only (DimsFor): the flat and rows kernels'
 // parameters, copied at every launch, then about 110 bytes instead of 910 (torch's elementwise kernels take a
 // few dozen).
-template <int N>
+template <int N, int K>
 struct Dims {
   int ndim;
   int64_t sizes[kMaxDims];
-  int64_t strides[kMaxDims][N + 1];
+  int64_t strides[kMaxDims][K + N];
 };
 struct NoDims {};
-template <Layout L, int N>
-using DimsFor = std::conditional_t<L == Layout::kStrided || !PYEXT_CUDA_SMALL_PARAMS, Dims<N>, NoDims>;
+template <Layout L, int N, int K>
+using DimsFor = std::conditional_t<L == Layout::kStrided || !PYEXT_CUDA_SMALL_PARAMS, Dims<N, K>, NoDims>;
 // Everything a kernel of layout L needs, passed by value.
-template <typename scalar_t, int N, Layout L>
-struct Plan : PlanBase<scalar_t, N> {
-  DimsFor<L, N> dims;
+template <typename scalar_t, int N, int K, Layout L>
+struct Plan : PlanBase<scalar_t, N, K> {
+  DimsFor<L, N, K> dims;
 };
 
 // The math of a kernel's formulas: for 16-bit elements, whose results keep 8 or 11 bits, the hardware's
@@ -204,8 +204,9 @@ constexpr int min_blocks() {
 }
 
 template <typename M, typename Op, typename acc_t, int N, size_t... I>
-__device__ __forceinline__ acc_t call(const Op& op, const acc_t (&a)[N], std::index_sequence<I...>) {
-  return op.template operator()<acc_t, M>(a[I]...);
+__device__ __forceinline__ Results<acc_t, Outputs<Op>::value> call(const Op& op, const acc_t (&a)[N],
+                                                                   std::index_sequence<I...>) {
+  return as_results<Outputs<Op>::value>(op.template operator()<acc_t, M>(a[I]...));
 }
 
 template <typename acc_t>
@@ -227,16 +228,18 @@ struct Spot {
   int64_t row, col;
 };
 
-// One kernel for every layout. VEC elements per pack (VEC > 1 only where every address allows
+// One kernel for every layout and every formula's K outputs. VEC elements per pack (VEC > 1 only where every address allows
 // 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
 // arguments read element by element, or kKindsFromPlan. errors: BCE's two domain flags (DomainFlags), or null.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
 __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t, Op, kSum>()))
-    map_kernel(const Plan<scalar_t, Op::arity, L> p, const int64_t n, const Op op,
+    map_kernel(const Plan<scalar_t, Op::arity, Outputs<Op>::value, L> p, const int64_t n, const Op op,
                at::opmath_type<scalar_t>* partial, int* errors) {
   using acc_t = at::opmath_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   constexpr int N = Op::arity;
+  constexpr int K = Outputs<Op>::value;
+  static_assert(K == 1 || !kSum, "a sum has one output");
   constexpr auto seq = std::make_index_sequence<N>{};
   constexpr int64_t kSize = sizeof(scalar_t);
   static_assert(TENSORS == kKindsFromPlan || L == Layout::kFlat, "known kinds: the flat layout only");
@@ -260,7 +263,7 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 
-  auto finish = [&](const acc_t (&a)[N]) -> acc_t {
+  auto finish = [&](const acc_t (&a)[N]) -> Results<acc_t, K> {
     if constexpr (ChecksUnitInterval<Op>::value) {
       key0 = max(key0, unit_interval_key(a[0]));
       key1 = max(key1, unit_interval_key(a[1]));
@@ -270,28 +273,29 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
 
   if constexpr (L == Layout::kStrided) {
     for (int64_t i = first; i < n; i += stride) {
-      int64_t off[N + 1] = {};
+      int64_t off[K + N] = {};
       int64_t rest = i;
       for (int d = 0; d < p.dims.ndim; ++d) {
         const int64_t idx = rest % p.dims.sizes[d];
         rest /= p.dims.sizes[d];
 #pragma unroll
-        for (int k = 0; k <= N; ++k) off[k] += idx * p.dims.strides[d][k];
+        for (int k = 0; k < K + N; ++k) off[k] += idx * p.dims.strides[d][k];
       }
       acc_t a[N];
 #pragma unroll
       for (int k = 0; k < N; ++k) {
-        a[k] = is_tensor(k) ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k] + off[k + 1])) : fixed[k];
+        a[k] = is_tensor(k) ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k] + off[K + k])) : fixed[k];
       }
-      const acc_t r = finish(a);
+      const Results<acc_t, K> r = finish(a);
       if constexpr (kSum) {
-        sum += r;
+        sum += r.v[0];
       } else {
-        *reinterpret_cast<scalar_t*>(p.out + off[0]) = static_cast<scalar_t>(r);
+#pragma unroll
+        for (int o = 0; o < K; ++o) *reinterpret_cast<scalar_t*>(p.out[o] + off[o]) = static_cast<scalar_t>(r.v[o]);
       }
     }
   } else {
-    // Pack i's place; then the byte offset of its first element in operand k (0: the output).
+    // Pack i's place; then the byte offset of its first element in operand k (below K: an output).
     auto spot = [&](int64_t i) -> Spot {
       if constexpr (L == Layout::kRows) {  // the launcher keeps n, hence i, below 2^31
         const auto rc = p.packs_per_row.divmod(static_cast<uint32_t>(i));
@@ -321,16 +325,16 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
 #pragma unroll
         for (int k = 0; k < N; ++k) {
           if (is_tensor(k)) {
-            loaded[u][k] = *reinterpret_cast<const P*>(p.in[k] + offset(k + 1, at[u]));
+            loaded[u][k] = *reinterpret_cast<const P*>(p.in[k] + offset(K + k, at[u]));
           } else if (L == Layout::kRows && p.kind[k] == kPerRow) {
-            loaded[u][k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at[u].row * p.row_stride[k + 1]);
+            loaded[u][k].v[0] = *reinterpret_cast<const scalar_t*>(p.in[k] + at[u].row * p.row_stride[K + k]);
           }
         }
       }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         if (u > 0 && i0 + u * stride >= packs) break;
-        P result;
+        P result[K];
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
           acc_t a[N];
@@ -340,14 +344,18 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
                    : L == Layout::kRows && p.kind[k] == kPerRow ? acc_t(loaded[u][k].v[0])
                                                                 : fixed[k];
           }
-          const acc_t r = finish(a);
+          const Results<acc_t, K> r = finish(a);
           if constexpr (kSum) {
-            sum += r;
+            sum += r.v[0];
           } else {
-            result.v[j] = static_cast<scalar_t>(r);
+#pragma unroll
+            for (int o = 0; o < K; ++o) result[o].v[j] = static_cast<scalar_t>(r.v[o]);
           }
         }
-        if constexpr (!kSum) *reinterpret_cast<P*>(p.out + offset(0, at[u])) = result;
+        if constexpr (!kSum) {
+#pragma unroll
+          for (int o = 0; o < K; ++o) *reinterpret_cast<P*>(p.out[o] + offset(o, at[u])) = result[o];
+        }
       }
       if constexpr (Grid<Op, kSum, VEC>::kOneStep) break;
     }
@@ -358,11 +366,12 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
         for (int k = 0; k < N; ++k) {
           a[k] = is_tensor(k) ? acc_t(reinterpret_cast<const scalar_t*>(p.in[k])[i]) : fixed[k];
         }
-        const acc_t r = finish(a);
+        const Results<acc_t, K> r = finish(a);
         if constexpr (kSum) {
-          sum += r;
+          sum += r.v[0];
         } else {
-          reinterpret_cast<scalar_t*>(p.out)[i] = static_cast<scalar_t>(r);
+#pragma unroll
+          for (int o = 0; o < K; ++o) reinterpret_cast<scalar_t*>(p.out[o])[i] = static_cast<scalar_t>(r.v[o]);
         }
       }
     }
@@ -473,8 +482,9 @@ class DomainFlags {
 // PYEXT_CUDA_WAVES), fewer when the work is smaller. The blocks that fit on an SM follow from the kernel's
 // registers: asked once, of the first GPU it runs on.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
-void launch_kernel(const PlanBase<scalar_t, Op::arity>& base, const Dims<Op::arity>& dims, int64_t n, const Op& op,
-                   const at::Tensor* sum_out, double divisor, int* errors, int device, cudaStream_t stream) {
+void launch_kernel(const PlanBase<scalar_t, Op::arity, Outputs<Op>::value>& base,
+                   const Dims<Op::arity, Outputs<Op>::value>& dims, int64_t n, const Op& op, const at::Tensor* sum_out,
+                   double divisor, int* errors, int device, cudaStream_t stream) {
   using acc_t = at::opmath_type<scalar_t>;
   using G = Grid<Op, kSum, VEC>;
   constexpr auto kernel = map_kernel<VEC, L, kSum, TENSORS, scalar_t, Op>;
@@ -498,8 +508,8 @@ void launch_kernel(const PlanBase<scalar_t, Op::arity>& base, const Dims<Op::ari
     partial_ptr = partial.data_ptr<acc_t>();
   }
   if (blocks > 0) {
-    Plan<scalar_t, Op::arity, L> p{base, {}};
-    if constexpr (std::is_same_v<decltype(p.dims), Dims<Op::arity>>) p.dims = dims;
+    Plan<scalar_t, Op::arity, Outputs<Op>::value, L> p{base, {}};
+    if constexpr (!std::is_same_v<decltype(p.dims), NoDims>) p.dims = dims;
     kernel<<<blocks, G::kBlock, 0, stream>>>(p, n, op, partial_ptr, errors);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
@@ -516,6 +526,7 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
                double divisor) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int N = Op::arity;
+  constexpr int K = Outputs<Op>::value;
   constexpr bool kLoss = IsLoss<Op>::value;  // the summing kernels exist for the losses only
   constexpr int kVec = 16 / sizeof(scalar_t);
   constexpr int64_t kSize = sizeof(scalar_t);
@@ -525,13 +536,15 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
 
   const int ndim = iter.ndim();
   const int64_t n = iter.numel();
-  const int first_input = sum_out ? 0 : 1;
+  const int outputs = sum_out ? 0 : K;  // the iterator's first operands
+  const int first_input = outputs;
   // The operands' steps along the fastest dimension, and their row strides (second dimension).
   auto inner = [&](int t) -> int64_t { return ndim == 0 ? 0 : iter.strides(t)[0]; };
   auto outer = [&](int t) -> int64_t { return ndim < 2 ? 0 : iter.strides(t)[1]; };
 
   // Layout: flat or rows when every row is a contiguous run (or one value) of each operand.
-  bool runs = ndim <= 2 && (sum_out || n <= 1 || inner(0) == kSize);
+  bool runs = ndim <= 2;
+  for (int o = 0; o < outputs; ++o) runs &= n <= 1 || inner(o) == kSize;
   for (int t = first_input; t < iter.ntensors(); ++t) runs &= inner(t) == 0 || inner(t) == kSize;
   // a rows index fits the 32-bit division (and an empty iteration launches nothing)
   const bool small = n > 0 && n <= std::numeric_limits<int32_t>::max();
@@ -539,18 +552,18 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
                                                                                      : Layout::kStrided;
   const int64_t cols = ndim == 0 ? 1 : iter.shape()[0];
 
-  PlanBase<scalar_t, N> p{};
-  Dims<N> dims{};
-  p.out = sum_out ? nullptr : static_cast<char*>(iter.data_ptr(0));
+  PlanBase<scalar_t, N, K> p{};
+  Dims<N, K> dims{};
   dims.ndim = ndim;
   for (int d = 0; d < ndim; ++d) dims.sizes[d] = iter.shape()[d];
-  if (!sum_out) {
-    for (int d = 0; d < ndim; ++d) dims.strides[d][0] = iter.strides(0)[d];
-    p.row_stride[0] = outer(0);
-  }
   // 16-byte packs: every address (and in rows, every row's start) 16-byte aligned.
-  bool vectorizable = sum_out || (aligned16(p.out) && p.row_stride[0] % 16 == 0);
-  vectorizable &= layout != Layout::kRows || cols % kVec == 0;
+  bool vectorizable = layout != Layout::kRows || cols % kVec == 0;
+  for (int o = 0; o < outputs; ++o) {
+    p.out[o] = static_cast<char*>(iter.data_ptr(o));
+    for (int d = 0; d < ndim; ++d) dims.strides[d][o] = iter.strides(o)[d];
+    p.row_stride[o] = outer(o);
+    vectorizable &= aligned16(p.out[o]) && p.row_stride[o] % 16 == 0;
+  }
   int t = first_input;
   for (int k = 0; k < N; ++k) {
     if (f.is_const[k]) {
@@ -560,14 +573,14 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
       continue;
     }
     p.in[k] = static_cast<const char*>(iter.data_ptr(t));
-    for (int d = 0; d < ndim; ++d) dims.strides[d][k + 1] = iter.strides(t)[d];
-    p.row_stride[k + 1] = outer(t);
+    for (int d = 0; d < ndim; ++d) dims.strides[d][K + k] = iter.strides(t)[d];
+    p.row_stride[K + k] = outer(t);
     if (layout == Layout::kStrided || inner(t) != 0) {
       p.kind[k] = kTensor;
     } else {
       p.kind[k] = outer(t) == 0 ? kBroadcast : kPerRow;
     }
-    if (p.kind[k] == kTensor) vectorizable &= aligned16(p.in[k]) && p.row_stride[k + 1] % 16 == 0;
+    if (p.kind[k] == kTensor) vectorizable &= aligned16(p.in[k]) && p.row_stride[K + k] % 16 == 0;
     ++t;
   }
   const bool vec = vectorizable && layout != Layout::kStrided;

@@ -254,6 +254,12 @@ for _name in ("add_.Tensor", "add_.Scalar", "mul_.Tensor", "mul_.Scalar"):
     torch.library.register_fake(f"pyext::{_name}")(lambda input, *a, **kw: None)
 
 
+@torch.library.register_fake("pyext::mul_backward")
+def _(grad_output, input, other):
+    dtype = _result_dtype(grad_output, input, other)
+    return tuple(_elementwise_empty(grad_output, input, other, dtype=dtype) for _ in range(2))
+
+
 @torch.library.register_fake("pyext::sigmoid")
 def _(input):
     return _elementwise_empty(input, dtype=_float_dtype(input))

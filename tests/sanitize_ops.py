@@ -31,9 +31,10 @@ def main(device="cuda"):
                 x = x.detach().requires_grad_()
                 y = torch.rand(x.shape, dtype=dtype, device=device)
                 w = torch.rand(x.shape[-1:], dtype=dtype, device=device)
+                y_, w_ = y.clone().requires_grad_(), w.clone().requires_grad_()  # mul's two gradients in one pass
                 outs = [
                     P.add(x, y, alpha=0.5), P.add(x, 2.0), P.mul(x, y), P.mul(x, torch.tensor(3.0)),
-                    P.sigmoid(x), P.mul(x, y[..., :1]),
+                    P.sigmoid(x), P.mul(x, y[..., :1]), P.mul(x, y_), P.mul(x, w_),
                 ]
                 for reduction in ("none", "mean", "sum"):
                     outs += [

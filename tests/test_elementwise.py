@@ -108,6 +108,22 @@ def test_rows(device, dtype, rows):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtypes", [(torch.float32,) * 3, (torch.bfloat16,) * 3, (torch.float16,) * 3,
+                                    (torch.bfloat16, torch.float32, torch.bfloat16),
+                                    (torch.float32, torch.bfloat16, torch.float64)], ids=str)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_mul_backward_op(device, dtypes, layout):
+    # mul's two gradients in one pass: g b and g a in the broadcast shape and promoted dtype of the three
+    g = make((6, 9), dtypes[0], device, layout)
+    a, b = make((6, 1), dtypes[1], device), make((9,), dtypes[2], device, "stepped")
+    ga, gb = torch.ops.pyext.mul_backward(g, a, b)
+    dtype = torch.promote_types(torch.promote_types(dtypes[0], dtypes[1]), dtypes[2])
+    for ours, theirs in ((ga, torch.mul(g.to(dtype), b)), (gb, torch.mul(g.to(dtype), a))):
+        assert ours.dtype == dtype and ours.shape == (6, 9)
+        assert_close(ours, theirs, dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("other", [2.5, -3, 1e-3, 0.1, True])
 def test_number_operand(device, dtype, other):
@@ -255,3 +271,7 @@ def test_outputs_larger_than_the_cache(op, dtype, offset):
     ours, theirs = BINARY[op]
     assert_close(ours(a, b), theirs(a, b), dtype)
     assert_close(P.sigmoid(a), torch.sigmoid(a), dtype)
+    if op == "mul":  # two outputs
+        ga, gb = torch.ops.pyext.mul_backward(b, a, b)
+        assert_close(ga, b * b, dtype)
+        assert_close(gb, b * a, dtype)

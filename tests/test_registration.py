@@ -33,6 +33,7 @@ def samples(device):
         (ops.mul.Scalar, (t(4, 3), -2.0), {}),
         (ops.mul_.Tensor, (t(4, 3, grad=False), t(3, grad=False)), {}),
         (ops.mul_.Scalar, (t(4, 3, grad=False), 0.25), {}),
+        (ops.mul_backward.default, (g, t(4, 3), t(3)), {}),
         (ops.sigmoid.default, (t(5, 2),), {}),
         (ops.sigmoid_backward.default, (t(5, 2), t(5, 2, low=0, high=1)), {}),
         (ops.binary_cross_entropy.default, (p, y, w, 1), {}),
