@@ -228,9 +228,10 @@ struct Spot {
   int64_t row, col;
 };
 
-// One kernel for every layout and every formula's K outputs. VEC elements per pack (VEC > 1 only where every address allows
-// 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them; TENSORS: the
-// arguments read element by element, or kKindsFromPlan. errors: BCE's two domain flags (DomainFlags), or null.
+// One kernel for every layout, storing each of a formula's K results. VEC elements per pack (VEC > 1 only where
+// every address allows 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them;
+// TENSORS: the arguments read element by element, or kKindsFromPlan. errors: BCE's two domain flags
+// (DomainFlags), or null.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
 __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t, Op, kSum>()))
     map_kernel(const Plan<scalar_t, Op::arity, Outputs<Op>::value, L> p, const int64_t n, const Op op,
