@@ -254,12 +254,6 @@ for _name in ("add_.Tensor", "add_.Scalar", "mul_.Tensor", "mul_.Scalar"):
     torch.library.register_fake(f"pyext::{_name}")(lambda input, *a, **kw: None)
 
 
-@torch.library.register_fake("pyext::mul_backward")
-def _(grad_output, input, other):
-    dtype = _result_dtype(grad_output, input, other)
-    return tuple(_elementwise_empty(grad_output, input, other, dtype=dtype) for _ in range(2))
-
-
 @torch.library.register_fake("pyext::sigmoid")
 def _(input):
     return _elementwise_empty(input, dtype=_float_dtype(input))
@@ -288,6 +282,11 @@ def _(input, target, reduction=_MEAN):
 def _grad_empty(grad_output, input, *operands):
     dtype = _result_dtype(grad_output, input, *operands)
     return _elementwise_empty(grad_output, input, *(o for o in operands if o is not None), dtype=dtype)
+
+
+@torch.library.register_fake("pyext::mul_backward")
+def _(grad_output, input, other):
+    return _grad_empty(grad_output, input, other), _grad_empty(grad_output, input, other)
 
 
 @torch.library.register_fake("pyext::binary_cross_entropy_backward")
