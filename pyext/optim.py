@@ -10,10 +10,10 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch.compiler import is_dynamo_compiling
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from . import _C
-from .ops import _eager
 
 __all__ = ["SGD"]
 
@@ -125,10 +125,12 @@ class SGD(torch.optim.Optimizer):
         nesterov, maximize = group["nesterov"], group["maximize"]
         grad_scale = None if grad_scale is None else grad_scale.to(device)
         found_inf = None if found_inf is None else found_inf.to(device)
-        # pyext._C's typed entry point (no boxed call of 3 lists); torch.ops under torch.compile or for what
-        # the entry point leaves to it (tensor subclasses, other argument types)
-        if _eager(_C.sgd_step_, params, grads, buffers, float(lr), momentum, dampening, weight_decay, nesterov,
-                  maximize, first, lr_tensor, grad_scale, found_inf) is NotImplemented:
+        # pyext._C's typed entry point (no boxed call of 3 lists); torch.ops while Dynamo traces the step or
+        # for what the entry point leaves to it (tensor subclasses, other argument types)
+        taken = not is_dynamo_compiling() and _C.sgd_step_(
+            params, grads, buffers, float(lr), momentum, dampening, weight_decay, nesterov, maximize, first,
+            lr_tensor, grad_scale, found_inf) is not NotImplemented
+        if not taken:
             torch.ops.pyext.sgd_step_(
                 params, grads, buffers, lr=float(lr), momentum=momentum, dampening=dampening,
                 weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, is_first_step=first,

@@ -219,6 +219,51 @@ def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops()
     torch.testing.assert_close(out.as_subclass(torch.Tensor), a * b)
 
 
+def test_eager_calls_skip_torch_ops(monkeypatch):
+    """Given plain tensors and no mode, each wrapper in pyext.ops takes its typed entry point and never reaches
+    torch.ops (whose boxed call from Python costs about 1 us)."""
+    a, b, y = torch.randn(4, 3), torch.randn(3), torch.rand(4, 3)
+    x = torch.rand(4, 3)
+    calls = [
+        (lambda: P.add(a, b, alpha=2), lambda: torch.add(a, b, alpha=2)),
+        (lambda: P.add(a, 1.5), lambda: torch.add(a, 1.5)),
+        (lambda: P.add_(a.clone(), b), lambda: a + b),
+        (lambda: P.add_(a.clone(), 2, alpha=3), lambda: a + 6),
+        (lambda: P.mul(a, b), lambda: a * b),
+        (lambda: P.mul(a, -2.0), lambda: a * -2.0),
+        (lambda: P.mul_(a.clone(), b), lambda: a * b),
+        (lambda: P.mul_(a.clone(), 0.5), lambda: a * 0.5),
+        (lambda: P.sigmoid(a), lambda: torch.sigmoid(a)),
+        (lambda: P.binary_cross_entropy(x, y), lambda: F.binary_cross_entropy(x, y)),
+        (lambda: P.binary_cross_entropy_with_logits(a, y, reduction="sum"),
+         lambda: F.binary_cross_entropy_with_logits(a, y, reduction="sum")),
+        (lambda: P.mse_loss(a, y, reduction="none"), lambda: F.mse_loss(a, y, reduction="none")),
+    ]
+
+    class Unreachable:
+        def __getattr__(self, name):
+            raise AssertionError(f"an eager call took torch.ops.pyext.{name}")
+
+    monkeypatch.setattr(P, "_ops", Unreachable())
+    for ours, theirs in calls:
+        torch.testing.assert_close(ours(), theirs())
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_export(strict):
+    """torch.export records pyext's ops: strict, where Dynamo traces the wrappers (their torch.ops path), and
+    non-strict, where the typed entry points see its fake tensors and modes."""
+    class Model(torch.nn.Module):
+        def forward(self, x, w, y):
+            return P.binary_cross_entropy(P.sigmoid(P.add(P.mul(x, w), 1.0, alpha=2)), y)
+
+    args = torch.randn(4, 3), torch.randn(3), torch.rand(4, 3)
+    program = torch.export.export(Model(), args, strict=strict)
+    called = [n.target for n in program.graph.nodes if n.op == "call_function"]
+    assert called == [ops.mul.Tensor, ops.add.Scalar, ops.sigmoid.default, ops.binary_cross_entropy.default]
+    torch.testing.assert_close(program.module()(*args), Model()(*args))
+
+
 def test_sgd_entry_point_takes_lists_of_plain_tensors(monkeypatch):
     """pyext.optim.SGD's step calls pyext._C.sgd_step_ (three lists, no boxed call) in eager mode; a tuple,
     a tensor subclass in a list or another argument type is left to torch.ops."""
