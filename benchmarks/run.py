@@ -8,7 +8,10 @@ Timing: torch.utils.benchmark on CPU (on all of torch's threads); on GPU, CUDA e
 in a steady loop (measure()); warm-up first; inputs rotated among enough copies to exceed the last-level
 cache; the providers of a case measured in turn, five rounds, so that host noise hits each alike; median with
 p20-p80. Output: a console table, a CSV (device, torch version and git commit on every row) and PNG plots
-(GB/s against size, a line per provider) under --out (default benchmarks/results/<device>/).
+(GB/s against size, a line per provider) under --out (default benchmarks/results/<device>/). Each row also
+counts the process's minor page faults per call: where a call's output is a fresh mapping (glibc serves blocks
+past its mmap threshold, at most 32 MB, from the kernel), the row times the kernel giving it pages, and which
+provider gets fresh pages depends on the heap's history (benchmarks/NOTES.md).
 
 Bytes each op must move (napkin math; n elements of b bytes, reads + writes):
   add, mul                 fwd 3nb (read 2, write 1)   bwd: add 0 (grad passes through), mul 5nb
@@ -27,13 +30,14 @@ import csv
 import math
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +103,30 @@ MODES = ("fwd", "bwd", "full")
 GPU_BLOCK_SECONDS = 2e-4  # a CUDA sample: a block of about this much work, at least one call
 
 
-def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float) -> List[float]:
-    """Seconds per call of fn(i), cycling i over the input sets; a list of samples.
+class Samples(list):
+    """Seconds per call, one per sample, and the minor page faults of the process while they were taken."""
+
+    def __init__(self, seconds=(), faults=0, calls=0):
+        super().__init__(seconds)
+        self.faults, self.calls = faults, calls
+
+    def __iadd__(self, other):
+        self.extend(other)
+        self.faults, self.calls = self.faults + other.faults, self.calls + other.calls
+        return self
+
+    @property
+    def faults_per_call(self) -> float:
+        return self.faults / self.calls if self.calls else float("nan")
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float) -> Samples:
+    """Seconds per call of fn(i), cycling i over the input sets: the samples, with the page faults of the calls
+    timed (and of the timer's calibration calls, alike).
 
     On CUDA a sample is a block of calls between two events, and the blocks follow one another with no wait,
     the first enqueued while the GPU still runs a call before it: the time per call of a loop whose host
@@ -127,29 +153,32 @@ def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                   for _ in range(count)]
         call()  # the GPU's work while the host enqueues the first block
+        faults, first = minor_faults(), calls[0]
         for start, end in events:
             start.record()
             for _ in range(block):
                 call()
             end.record()
         torch.cuda.synchronize()
-        return [start.elapsed_time(end) / 1e3 / block for start, end in events]
+        return Samples([start.elapsed_time(end) / 1e3 / block for start, end in events],
+                       minor_faults() - faults, calls[0] - first)
     import torch.utils.benchmark as tb
 
     # Timer would run on one thread: measure on every thread torch uses (the device name says how many).
     timer = tb.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
+    faults, first = minor_faults(), calls[0]
     m = timer.blocked_autorange(min_run_time=min_time)
-    return list(m.times)
+    return Samples(m.times, minor_faults() - faults, calls[0] - first)
 
 
 ROUNDS = 5
 
 
 def measure_side_by_side(fns: Dict[str, Callable[[int], object]], device: str, sets: int,
-                         min_time: float) -> Dict[str, List[float]]:
+                         min_time: float) -> Dict[str, Samples]:
     """Samples of each provider's fn, measured in turn for ROUNDS rounds of min_time / ROUNDS each: a slow
     spell of the host (this VM's neighbours) then hits every provider alike, not only the one it lands on."""
-    samples = {provider: [] for provider in fns}
+    samples = {provider: Samples() for provider in fns}
     for _ in range(ROUNDS):
         for provider, fn in fns.items():
             samples[provider] += measure(fn, device, sets, min_time / ROUNDS)
@@ -372,7 +401,7 @@ def run_benchmarks(args):
     copy = copy_bandwidth(device, min_time)
     print(f"{name}, torch {torch.__version__}, commit {commit}: copy bandwidth {copy:.1f} GB/s (read + write)")
     header = f"{'op':<18}{'mode':<5}{'provider':<9}{'dtype':<9}{'n':>9} {'median us':>10} {'p20-p80 us':>17} " \
-             f"{'GB/s':>7} {'%copy':>6}  speed-up of pyext"
+             f"{'GB/s':>7} {'%copy':>6} {'faults':>7}  speed-up of pyext"
     print(header)
     rows = []
 
@@ -390,14 +419,15 @@ def run_benchmarks(args):
         gbs = nbytes / med / 1e9 if nbytes else float("nan")
         row = dict(device=name, torch=torch.__version__, commit=commit, op=op, mode=mode, provider=provider,
                    dtype=dtype, n=n, median_us=round(med * 1e6, 3), p20_us=round(p20 * 1e6, 3),
-                   p80_us=round(p80 * 1e6, 3), gbs=round(gbs, 2), pct_copy=round(100 * gbs / copy, 1))
+                   p80_us=round(p80 * 1e6, 3), gbs=round(gbs, 2), pct_copy=round(100 * gbs / copy, 1),
+                   faults_per_call=round(samples.faults_per_call, 1))
         ref_times[provider] = med
         rows.append(row)
         speed = ""
         if provider != "pyext" and "pyext" in ref_times:
             speed = f"{med / ref_times['pyext']:.2f}x vs {provider}"
         print(f"{op:<18}{mode:<5}{provider:<9}{dtype:<9}{n:>9} {med * 1e6:>10.1f} {p20 * 1e6:>8.1f}-{p80 * 1e6:<8.1f} "
-              f"{gbs:>7.1f} {row['pct_copy']:>5.1f}%  {speed}", flush=True)
+              f"{gbs:>7.1f} {row['pct_copy']:>5.1f}% {samples.faults_per_call:>7.0f}  {speed}", flush=True)
 
     # SGD and the tutorial first: short, and a run stopped at a time limit keeps them
     if "sgd" in names:

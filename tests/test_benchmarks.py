@@ -53,7 +53,23 @@ def test_harness_runs_every_op_mode_and_provider(device, tmp_path, capsys):
         assert tutorial == ({"pyext", "eager", "graph"} if device == "cuda" else {"pyext", "eager"}), model
         assert {int(r["n"]) for r in rows if r["op"] == model} == {points}  # the data set's size
     assert all(float(r["median_us"]) > 0 for r in rows)
+    assert all(float(r["faults_per_call"]) >= 0 for r in rows)
     assert "copy bandwidth" in capsys.readouterr().out
+
+
+def test_samples_count_page_faults_per_call():
+    """Each measurement counts the process's minor page faults per call: a fresh 64 MB output (past glibc's mmap
+    threshold, at most 32 MB) is given its pages on every call; one written again is not."""
+    run = load_harness()
+    out = torch.empty(1 << 24)
+    fresh = run.measure(lambda i: torch.ones(1 << 24), "cpu", 1, 0.05)
+    reused = run.measure(lambda i: out.fill_(1.0), "cpu", 1, 0.05)
+    assert fresh.calls >= len(fresh) and reused.calls >= len(reused)
+    assert fresh.faults_per_call > 10 and reused.faults_per_call < 1
+    both = run.Samples()
+    both += fresh
+    both += reused
+    assert both == fresh + reused and both.faults == fresh.faults + reused.faults
 
 
 @pytest.mark.parametrize("argv, bad", [(["--modes", "forward"], "--modes"), (["--ops", "adds"], "--ops"),
@@ -128,6 +144,7 @@ def test_cuda_timing_is_a_steady_loop(monkeypatch):
     assert log[first - 1][0] == "call" and "sync" in log[:first - 1]  # enqueued behind a call, after the warm-up
     assert "sync" not in log[first:last] and log[last + 1:] == ["sync"]  # no wait inside the timed loop
     assert [entry[1] for entry in log if entry[0] == "call"][:7] == [0, 1, 2, 0, 1, 2, 0]  # the input sets in turn
+    assert samples.calls == sum(isinstance(entry, tuple) for entry in log[first:last])  # the timed calls' faults
 
 
 def test_gpu_quick_runs_every_case(tmp_path, monkeypatch, capsys):
