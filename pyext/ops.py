@@ -17,7 +17,6 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor
-from torch.compiler import is_dynamo_compiling
 from torch._prims_common import (
     ELEMENTWISE_TYPE_PROMOTION_KIND,
     compute_elementwise_output_strides,
@@ -26,6 +25,11 @@ from torch._prims_common import (
 from torch.nn import _reduction
 
 from pyext import _C
+
+try:  # one Python frame, which Dynamo makes True; its docs call it internal: is_compiling (two frames) if it goes
+    from torch.compiler import is_dynamo_compiling
+except ImportError:
+    from torch.compiler import is_compiling as is_dynamo_compiling
 
 __all__ = [
     "add", "add_", "mul", "mul_", "sigmoid",

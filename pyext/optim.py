@@ -10,10 +10,10 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.compiler import is_dynamo_compiling
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from . import _C
+from .ops import is_dynamo_compiling
 
 __all__ = ["SGD"]
 

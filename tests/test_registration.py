@@ -1,5 +1,9 @@
 """Registration: torch.library.opcheck for every op, torch.compile(fullgraph=True) with no graph
 break, build_info, and the nn modules as drop-ins for torch's."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 from conftest import DEVICES, HAS_CUDA
 
 ops = torch.ops.pyext
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def samples(device):
@@ -247,6 +252,25 @@ def test_eager_calls_skip_torch_ops(monkeypatch):
     monkeypatch.setattr(P, "_ops", Unreachable())
     for ours, theirs in calls:
         torch.testing.assert_close(ours(), theirs())
+
+
+def test_wrappers_fall_back_to_is_compiling():
+    """Without torch.compiler.is_dynamo_compiling (its docs call it internal), the wrappers test is_compiling:
+    eager calls still take the entry points, and torch.compile still traces torch.ops with no graph break."""
+    script = """
+import torch, torch.compiler
+kept = torch.compiler.is_dynamo_compiling
+del torch.compiler.is_dynamo_compiling  # gone while pyext imports (Dynamo itself still uses it: put back after)
+import pyext.ops as P
+torch.compiler.is_dynamo_compiling = kept
+assert P.is_dynamo_compiling is torch.compiler.is_compiling
+a = torch.randn(5, requires_grad=True)
+torch.testing.assert_close(P.mul(a, 2.0), a * 2)
+compiled = torch.compile(lambda x: P.sigmoid(P.add(x, 1.0, alpha=2)), fullgraph=True, backend="aot_eager")
+torch.testing.assert_close(compiled(a), torch.sigmoid(a + 2))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("strict", [True, False])
