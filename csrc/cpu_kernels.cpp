@@ -8,6 +8,9 @@
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -194,6 +197,26 @@ int64_t l3_bytes() {
     return b > 0 ? static_cast<int64_t>(b) : int64_t{32} << 20;
   }();
   return bytes;
+}
+
+// Whether the page of the output's last element is mapped in yet (where the system cannot say: yes). In a fresh
+// allocation past glibc's mmap threshold (at most 32 MB) it is not: the kernel supplies each page at its first
+// store, zeroed through the cache, where an ordinary store then overwrites it; a non-temporal store would write
+// the zeroed line back to memory and its own data after it (add and mul of 2^24 floats into fresh pages, two
+// threads: 0.93-0.99x torch's speed streamed, 1.01-1.03x not; benchmarks/NOTES.md). The allocator writes a
+// block's header, next to its first page, never its last.
+bool mapped_in(const at::TensorBase& t) {
+#if defined(__linux__)
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  int64_t last = 0;  // outputs have no negative strides
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  const auto address = reinterpret_cast<uintptr_t>(t.const_data_ptr()) + last * t.element_size();
+  unsigned char in = 0;
+  return mincore(reinterpret_cast<void*>(address & ~(page - 1)), 1, &in) != 0 || (in & 1) != 0;
+#else
+  (void)t;
+  return true;
+#endif
 }
 
 // BCE's domain check over the vector steps of a row, read once after them. x lies in [0, 1] exactly when the
@@ -506,10 +529,11 @@ int elementwise(at::TensorIterator& iter, const Formula& f) {
       using Loop = RowLoop<scalar_t, decltype(op)>;
       const Loop loop(op, f, /*first_input=*/Loop::K);
       // Where the operands together are larger than the last-level cache, the outputs would be evicted
-      // before anything reads them: they are written with non-temporal stores, which skip reading each line
-      // first (add of 2^22 floats, one thread: 2.24 -> 1.15 ms on one host; on another, gains and losses
-      // within its neighbours' noise: benchmarks/NOTES.md). Smaller outputs stay cached.
-      const bool stream = kCanStream && iter.numel() * iter.ntensors() * int64_t{sizeof(scalar_t)} > l3_bytes();
+      // before anything reads them: outputs already mapped in are written with non-temporal stores, which
+      // skip reading each line first (add of 2^22 floats, one thread: 2.24 -> 1.15 ms on one host; on another,
+      // gains and losses within its neighbours' noise: benchmarks/NOTES.md). Smaller outputs stay cached.
+      bool stream = kCanStream && iter.numel() * iter.ntensors() * int64_t{sizeof(scalar_t)} > l3_bytes();
+      for (int o = 0; o < Loop::K && stream; ++o) stream = mapped_in(iter.tensor_base(o));
       constexpr size_t kVecBytes = sizeof(Vectorized<scalar_t>);
       auto rows = loop.loop2d(iter.ntensors(), errors, [stream](char** data, const int64_t* strides) {
         StoreSink<scalar_t, Loop::K> sink{{}, {}, stream};
