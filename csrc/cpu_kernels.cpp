@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
-#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -183,30 +182,19 @@ constexpr bool kCanStream = false;
 inline void store_fence() {}
 #endif
 
-// The number a file of Linux's /sys starts with (a cache size reads "1024K"); 0 where there is none.
-int64_t sys_number(const std::string& path) {
-  long long v = 0;
-  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
-    if (std::fscanf(f, "%lld", &v) != 1) v = 0;
-    std::fclose(f);
-  }
-  return v;
-}
-
-// The cache that keeps a core's data past its L1: its L2 and the last-level cache it shares, as Linux describes
-// CPU 0's (sysconf may report the whole package's L3, e.g. 320 MiB for ten 32 MiB slices). The L2 counts too: an
-// AMD L3 holds what the L2s evict, not copies of what they hold (nor does a recent Intel one). 33 MiB where
-// neither says.
-int64_t cache_bytes() {
+// The size of the last-level cache one core uses: Linux's cache description of CPU 0 (sysconf may report the
+// whole package's, e.g. 320 MiB for ten 32 MiB slices); 32 MiB where neither says.
+int64_t l3_bytes() {
   static const int64_t bytes = [] {
     int64_t kib = 0;
-    for (int index = 0; index < 8; ++index) {
-      const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
-      if (sys_number(dir + "level") >= 2) kib += sys_number(dir + "size");  // L1's are the data and instruction caches
+    if (std::FILE* f = std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r")) {
+      long long v = 0;
+      if (std::fscanf(f, "%lldK", &v) == 1) kib = v;
+      std::fclose(f);
     }
     if (kib > 0) return kib << 10;
-    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE), l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    return l2 > 0 && l3 > 0 ? int64_t{l2} + l3 : int64_t{33} << 20;
+    const long b = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    return b > 0 ? static_cast<int64_t>(b) : int64_t{32} << 20;
   }();
   return bytes;
 }
@@ -540,15 +528,14 @@ int elementwise(at::TensorIterator& iter, const Formula& f) {
     visit_formula<acc_t>(f, [&](auto op) {
       using Loop = RowLoop<scalar_t, decltype(op)>;
       const Loop loop(op, f, /*first_input=*/Loop::K);
-      // Where the operands together are larger than the cache, the outputs would be evicted before anything
-      // reads them: outputs already mapped in are written with non-temporal stores, which skip reading each
-      // line first (add of 2^22 floats, 48 MB: one thread 2.24 -> 1.15 ms on one host; on a 32 + 2 MB one, two
-      // threads, 1.15x torch's speed, against 1.00x cached). Smaller outputs stay cached (sigmoid of 2^22
-      // floats, 32 MB, there: streamed 0.88x torch's speed, cached 0.99-1.25x; benchmarks/NOTES.md). A broadcast
-      // operand counts its own elements (a row of 1024 beside (4096, 1024): 4 KB, not 16 MB).
+      // Where the operands together are larger than the last-level cache, the outputs would be evicted
+      // before anything reads them: outputs already mapped in are written with non-temporal stores, which
+      // skip reading each line first (add of 2^22 floats, one thread: 2.24 -> 1.15 ms on one host; on another,
+      // gains and losses within its neighbours' noise: benchmarks/NOTES.md). Smaller outputs stay cached. A
+      // broadcast operand counts its own elements (a row of 1024 beside (4096, 1024): 4 KB, not 16 MB).
       int64_t bytes = 0;
       for (int t = 0; t < iter.ntensors(); ++t) bytes += iter.tensor_base(t).numel() * iter.element_size(t);
-      bool stream = kCanStream && bytes > cache_bytes();
+      bool stream = kCanStream && bytes > l3_bytes();
       for (int o = 0; o < Loop::K && stream; ++o) stream = mapped_in(iter.tensor_base(o));
       constexpr size_t kVecBytes = sizeof(Vectorized<scalar_t>);
       auto rows = loop.loop2d(iter.ntensors(), errors, [stream](char** data, const int64_t* strides) {
