@@ -22,6 +22,10 @@
 # NCU_SECONDS=0 skips ncu; SANITIZERS="memcheck" runs one sanitizer.
 # RUN_PROVIDERS="pyext eager compile ..." picks run.py's providers (default: all but compile, whose compiles,
 # one per case, take minutes on the GPU machine).
+# VARIANT_RUNS=1 also runs run.py and targets.py on each variant's build, after the main build's (its CSV,
+# plots and targets.txt under $OUT/variant_*/results/), each run.py given an equal share of the time left
+# (RUN_SECONDS, if set, caps each): a variant that wins can become the default with its own harness figures
+# from the same call. A warm machine goes back 30 s after a call, so a second call starts a fresh one.
 # Logs and results go to $OUT (or ./gpu_check_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +33,7 @@ OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
+SCRATCH=${SCRATCH:-/tmp}  # the variants' copies of the tree, and the archive before it moves to $OUT
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 status=0
@@ -65,7 +70,7 @@ for define in ${VARIANTS:-}; do
 done
 VARIANTS=$variants
 for define in ${VARIANTS:-}; do  # copies of the tree, built before ours makes build/
-  dir="/tmp/$(tag "$define")"
+  dir="$SCRATCH/$(tag "$define")"
   rm -rf "$dir" && cp -r . "$dir" && mkdir -p "$OUT/$(tag "$define")"
   (cd "$dir" && NVCC_APPEND_FLAGS="-D${define//,/ -D}" $PY setup.py build_ext --inplace \
      > "$OUT/$(tag "$define")/build.log" 2>&1) &
@@ -107,7 +112,7 @@ done
 
 step "ncu: BCE forward, float32 and bfloat16, 2^24, pyext and torch (hardware counters)"
 # Where the BCE kernels' time goes (issue, stalls, occupancy): one call of each, profiled, after a warm-up.
-cat > /tmp/pyext_ncu_bce.py <<'PY'
+cat > "$SCRATCH/pyext_ncu_bce.py" <<'PY'
 import torch, torch.nn.functional as F, pyext.ops as P
 inputs = [((torch.rand(2**24, device="cuda") * 0.98 + 0.01).to(d), torch.rand(2**24, device="cuda").to(d))
           for d in (torch.float32, torch.bfloat16)]
@@ -127,7 +132,7 @@ PY
 if [ "${NCU_SECONDS:-90}" -gt 0 ]; then
   timeout "${NCU_SECONDS:-90}" ncu --clock-control none --profile-from-start off --launch-count 8 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-    --section InstructionStats $PY /tmp/pyext_ncu_bce.py > "$OUT/ncu_bce.log" 2>&1
+    --section InstructionStats $PY "$SCRATCH/pyext_ncu_bce.py" > "$OUT/ncu_bce.log" 2>&1
   echo "ncu rc=$? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_bce.log") kernels profiled): $OUT/ncu_bce.log"
   grep -E "^  [a-z_]+.*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Registers Per|Achieved Occupancy" \
     "$OUT/ncu_bce.log" | head -60
@@ -140,7 +145,7 @@ $PY benchmarks/gpu_quick.py --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -40
 commit=${PYEXT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}
 for define in ${VARIANTS:-}; do
   step "benchmark, variant $define"
-  dir="/tmp/$(tag "$define")"
+  dir="$SCRATCH/$(tag "$define")"
   if [ -n "${VARIANT_TESTS:-}" ]; then
     (cd "$dir" && PYTHONPATH="$dir:$PYTHONPATH" timeout "${VARIANT_TEST_SECONDS:-90}" $PY -m pytest -q -m cuda $xdist \
        -p no:cacheprovider --tb=short -k "$VARIANT_TESTS" tests) > "$OUT/$(tag "$define")/pytest.log" 2>&1
@@ -158,18 +163,43 @@ if [ -n "${VARIANTS:-}" ]; then
   $PY benchmarks/gpu_quick.py --out "$OUT/again" 2>&1 | tee "$OUT/again/bench.log" | tail -40
 fi
 
-left=$(( deadline - $(date +%s) - 15 ))
-step "benchmarks harness (run.py --device cuda --quick, ${left} s left)"
-if [ "$left" -gt 30 ]; then
-  timeout "$left" $PY benchmarks/run.py --device cuda --quick --dtypes float32 bfloat16 --sizes 16777216 268435456 \
-    --providers ${RUN_PROVIDERS:-pyext eager foreach fused graph} --out "$OUT/results" > "$OUT/run_py.log" 2>&1
-  rc=$?
-  grep -E "copy bandwidth|sgd_|tutorial| (16777216|268435456) " "$OUT/run_py.log" | tail -90
-  [ "$rc" = 0 ] || echo "run.py ended with rc=$rc (124: stopped at the deadline; the log has what it measured)"
-  step "the GPU targets (benchmarks/targets.py, from run.py's CSV)"
-  $PY benchmarks/targets.py "$OUT/results/quick_cuda.csv" | tee "$OUT/targets.txt"
-else
-  echo "no time left for run.py"
+# run.py --quick and targets.py on the build in DIR, results under OUT_DIR/results, in at most SECONDS.
+harness() {  # DIR OUT_DIR LABEL COMMIT SECONDS
+  local dir=$1 out=$2 label=$3 commit=$4 seconds=$5
+  step "benchmarks harness, $label (run.py --device cuda --quick, at most $seconds s)"
+  if [ "$seconds" -le 30 ]; then echo "no time left for run.py"; return; fi
+  (cd "$dir" && PYEXT_COMMIT="$commit" PYTHONPATH="$dir${PYTHONPATH:+:$PYTHONPATH}" timeout "$seconds" \
+     $PY benchmarks/run.py --device cuda --quick --dtypes float32 bfloat16 --sizes 16777216 268435456 \
+     --providers ${RUN_PROVIDERS:-pyext eager foreach fused graph} --out "$out/results") > "$out/run_py.log" 2>&1
+  local rc=$?
+  grep -E "copy bandwidth|sgd_|tutorial| (16777216|268435456) " "$out/run_py.log" | tail -90
+  [ "$rc" = 0 ] || echo "run.py ended with rc=$rc (124: stopped at its time; the log has what it measured)"
+  step "the GPU targets, $label (benchmarks/targets.py, from run.py's CSV)"
+  $PY benchmarks/targets.py "$out/results/quick_cuda.csv" | tee "$out/targets.txt"
+}
+runs=1
+[ "${VARIANT_RUNS:-0}" = 1 ] && for define in ${VARIANTS:-}; do runs=$(( runs + 1 )); done
+share() {  # the seconds of each run.py still to come (of REMAINING runs)
+  local left=$(( deadline - $(date +%s) - 15 ))
+  local each=$(( left / $1 ))
+  [ -n "${RUN_SECONDS:-}" ] && [ "$RUN_SECONDS" -lt "$each" ] && each=$RUN_SECONDS
+  echo "$each"
+}
+if [ "$runs" -gt 1 ] && [ "$(share "$runs")" -le 30 ]; then
+  echo "too little time for the variants' run.py: the main build's alone"
+  runs=1 VARIANT_RUNS=0
+fi
+harness "$PWD" "$OUT" "main build" "${commit:-?}" "$(share "$runs")"
+if [ "${VARIANT_RUNS:-0}" = 1 ]; then
+  for define in ${VARIANTS:-}; do
+    runs=$(( runs - 1 ))
+    harness "$SCRATCH/$(tag "$define")" "$OUT/$(tag "$define")" "variant $define" "${commit:-?}+$define" "$(share "$runs")"
+  done
+  step "the GPU targets of each build (targets.py's last line)"
+  echo "main: $(tail -1 "$OUT/targets.txt" 2>/dev/null)"
+  for define in ${VARIANTS:-}; do
+    echo "$define: $(tail -1 "$OUT/$(tag "$define")/targets.txt" 2>/dev/null)"
+  done
 fi
 
 if [ -n "${VARIANTS:-}" ]; then
@@ -179,6 +209,6 @@ fi
 
 step "result"
 # Everything in one archive: the device tool brings back only a few files from $OUT.
-tar czf /tmp/gpu_check.tgz -C "$OUT" . && rm -rf "${OUT:?}"/* && mv /tmp/gpu_check.tgz "$OUT/"
+tar czf "$SCRATCH/gpu_check.tgz" -C "$OUT" . && rm -rf "${OUT:?}"/* && mv "$SCRATCH/gpu_check.tgz" "$OUT/"
 [ "$status" = 0 ] && echo "GPU CHECK PASSED" || echo "GPU CHECK FAILED"
 exit $status

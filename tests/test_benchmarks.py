@@ -297,6 +297,64 @@ def test_gpu_check_script_parses():
     assert done.returncode == 0, done.stderr
 
 
+# Stands in for python on the GPU machine: records what gpu_check.sh asks of it, and writes what run.py and
+# targets.py would.
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+echo "$PWD|$PYEXT_COMMIT|${PYTHONPATH%%:*}|$*" >> "$CALLS"
+case "$1" in
+  benchmarks/run.py) while [ $# -gt 0 ]; do [ "$1" = --out ] && mkdir -p "$2" && echo row > "$2/quick_cuda.csv"; shift; done;;
+  benchmarks/targets.py) echo "1 met, 0 missed, 0 not measured";;
+  -m) echo "=== 3 passed in 1.00s ===";;
+esac
+exit 0
+"""
+
+
+def test_gpu_check_runs_each_variant_through_the_harness(tmp_path):
+    """The whole of gpu_check.sh with stand-ins for python, nvidia-smi and the CUDA tools (the real run needs
+    the lent GPU, one call a session): each variant is built in its own copy with its knobs, tested, timed,
+    and with VARIANT_RUNS=1 run through run.py and targets.py from that copy, its commit named with its
+    knobs; everything comes back in one archive."""
+    import tarfile
+
+    tree, bin_dir, out, scratch = (tmp_path / d for d in ("tree", "bin", "out", "scratch"))
+    for d in (tree, bin_dir, scratch):
+        d.mkdir()
+    for d in ("tests", "cuda", "benchmarks"):
+        subprocess.run(["cp", "-r", str(ROOT / d), str(tree / d)], check=True)
+    (bin_dir / "python").write_text(FAKE_PYTHON)
+    for tool in ("nvidia-smi", "compute-sanitizer", "ncu", "git"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    calls = tmp_path / "calls"
+    variants = ["PYEXT_CUDA_BCE_REGISTERS=64", "PYEXT_CUDA_ELEMS_AHEAD=8,PYEXT_CUDA_SMALL_PARAMS=1"]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHON": str(bin_dir / "python"), "CALLS": str(calls),
+           "OUT": str(out), "SCRATCH": str(scratch), "PYEXT_COMMIT": "abc1234", "GPU_CHECK_SECONDS": "400",
+           "NCU_SECONDS": "0", "SANITIZERS": "memcheck", "VARIANTS": " ".join(variants), "VARIANT_TESTS": "bce",
+           "VARIANT_RUNS": "1"}
+    done = subprocess.run(["bash", str(tree / "tests" / "gpu_check.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "GPU CHECK PASSED" in done.stdout, done.stdout + done.stderr
+
+    lines = [line.split("|") for line in calls.read_text().splitlines()]
+    runs = [c for c in lines if c[3].startswith("benchmarks/run.py")]
+    tags = ["", "variant_PYEXT_CUDA_BCE_REGISTERS_64", "variant_PYEXT_CUDA_ELEMS_AHEAD_8_PYEXT_CUDA_SMALL_PARAMS_1"]
+    for define, tag in zip(["", *variants], tags):
+        where = str(scratch / tag) if define else str(tree)
+        commit = "abc1234" + (f"+{define}" if define else "")
+        assert [(c[0], c[2]) for c in runs if c[1] == commit] == [(where, where)], (define, runs)
+        assert any(c[0] == where and c[3].startswith("setup.py build_ext") for c in lines), define
+        csv_path = out / tag / "results" / "quick_cuda.csv"
+        assert any(c[3] == f"benchmarks/targets.py {csv_path}" for c in lines), define
+        if define:
+            assert any(c[0] == where and c[3].startswith("-m pytest") and "-k bce" in c[3] for c in lines)
+            assert f"{define}: 1 met, 0 missed, 0 not measured" in done.stdout
+    with tarfile.open(out / "gpu_check.tgz") as archive:
+        names = archive.getnames()
+    for tag in tags:
+        assert str(Path(".", tag, "results", "quick_cuda.csv")) in [str(Path(n)) for n in names], names
+
+
 def test_gpu_check_leaves_out_unknown_knobs():
     """A variant naming a macro that no CUDA file reads (misspelt, or renamed as PACKS_PER_THREAD was) would
     time the default build under the variant's name: gpu_check.sh leaves it out and says so. Runs the
