@@ -5,6 +5,7 @@ import csv
 import importlib.util
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -315,8 +316,6 @@ def test_gpu_check_runs_each_variant_through_the_harness(tmp_path):
     the lent GPU, one call a session): each variant is built in its own copy with its knobs, tested, timed,
     and with VARIANT_RUNS=1 run through run.py and targets.py from that copy, its commit named with its
     knobs; everything comes back in one archive."""
-    import tarfile
-
     tree, bin_dir, out, scratch = (tmp_path / d for d in ("tree", "bin", "out", "scratch"))
     for d in (tree, bin_dir, scratch):
         d.mkdir()
