@@ -78,9 +78,16 @@ def test_binary_broadcast(op, device, dtype, shapes):
 
 # Two-dimensional iterations (on CUDA, the rows layout: each row a contiguous run or one value,
 # rows anywhere): operands repeated on every row or along each row, row starts 16-byte aligned or
-# not, column counts a multiple of the 16-byte pack or not. Each entry: (a, b) from a maker.
+# not, column counts a multiple of the 16-byte pack or not. On the CPU, rows of up to 512 bytes repeated
+# beside contiguous operands run as one flat run, the row read from a tile from an offset that changes from
+# chunk to chunk (csrc/cpu_kernels.cpp, tile_rows): rows shorter than a vector step, longer, at the limit.
+# Each entry: (a, b) from a maker.
 ROWS = {
     "row-broadcast": lambda m: (m((64, 1024)), m((1024,))),
+    "narrow-rows": lambda m: (m((1000, 3)), m((3,))),
+    "short-rows": lambda m: (m((600, 17)), m((17,))),
+    "tile-limit-rows": lambda m: (m((100, 64)), m((64,))),
+    "vector-rows": lambda m: (m((80, 128)), m((128,))),
     "column-broadcast": lambda m: (m((64, 256)), m((64, 1))),
     "outer": lambda m: (m((64, 1)), m((1, 256))),
     "aligned-slices": lambda m: (m((33, 1032))[:, 8:], m((33, 1024))),
@@ -99,12 +106,13 @@ def test_rows(device, dtype, rows):
         check_against_torch(*BINARY[op], [a, b], dtype)
     check_against_torch(P.sigmoid, torch.sigmoid, [a], dtype)
     rows, cols = torch.broadcast_shapes(a.shape, b.shape)
-    wide = make((rows, cols + 4), dtype, device)  # in place into the rows of a wider buffer
-    for ours, theirs in ((P.add_, torch.Tensor.add_), (P.mul_, torch.Tensor.mul_)):
-        got, expected = wide.clone()[:, 4:], wide.clone()[:, 4:]
-        ours(got, b.detach())
-        theirs(expected, b.detach())
-        assert_close(got, expected, dtype)
+    wide = make((rows, cols + 4), dtype, device)
+    for target in (wide[:, 4:], wide[:, 4:].contiguous()):  # in place into the rows of a wider buffer, or not
+        for ours, theirs in ((P.add_, torch.Tensor.add_), (P.mul_, torch.Tensor.mul_)):
+            got, expected = target.clone(), target.clone()
+            ours(got, b.detach())
+            theirs(expected, b.detach())
+            assert_close(got, expected, dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
