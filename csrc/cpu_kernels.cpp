@@ -298,10 +298,10 @@ struct RowLoop {
   static constexpr int N = Op::arity;
   static constexpr int K = Outputs<Op>::value;
   static constexpr int64_t kSize = sizeof(scalar_t);
-  // A repeated row (a broadcast operand such as a bias of C beside (R, C)) is read from a tile of this many
-  // elements holding the row over and over (tile_rows), for rows of up to a quarter of a tile (512 bytes).
-  static constexpr int64_t kTileElements = 2048 / kSize;
-  using Tiles = scalar_t[N][kTileElements];
+  // An input's buffer in a flat run (plan_block): a repeated row's tile (the row over and over), for rows of up
+  // to a quarter of a buffer (512 bytes), or a segment's elements of an input, gathered.
+  static constexpr int64_t kBufferElements = 2048 / kSize;
+  using Buffers = scalar_t[N][kBufferElements];
 
   Op op;
   int first_input;       // iterator operand of the first tensor argument (K with outputs, 0 summing)
@@ -393,63 +393,117 @@ struct RowLoop {
     return errors;
   }
 
-  // Whether a block of size1 rows of size0 elements runs as one flat run of size0 * size1: where every output
-  // continues from row to row and every input continues, repeats its row or repeats one element. A broadcast
-  // row, as in (R, C) * (C,), then runs at the speed of contiguous operands, however short (row by row, rows
-  // shorter than a vector step run in scalar steps only). A repeated row is read from a tile holding it over
-  // and over, copied here into tiles and pointed to by tile[operand]. Returns the length of the run's chunks
-  // (from any offset below size0, a tile holds that many elements of its row), or 0 to run row by row.
+  // How a block of size1 rows of size0 elements runs: row by row where every row vectorizes and is long (or
+  // alone), else as one flat run of size0 * size1 in segments of `chunk` elements, where every output continues
+  // from row to row. Then each input continues, repeats one element, repeats its row (a broadcast row, as in
+  // (R, C) * (C,), read from a tile, a buffer holding the row over and over), or is gathered into a buffer,
+  // segment by segment (a transposed or strided operand, or a column repeated along short rows). Short rows,
+  // and rows with a strided operand, then run in vector steps, where row by row they would run in scalar steps.
+  struct Plan {
+    int64_t chunk = 0;                    // 0: row by row
+    std::array<char*, 8> data{};          // each operand's segment, from the first on
+    std::array<int64_t, 8> strides{};     // within a segment (for row())
+    std::array<int64_t, 8> step{};        // from one segment to the next
+    std::array<char*, 8> tile{};          // a repeated row's tile
+    std::array<bool, 8> gathered{};
+  };
+
   // Not inlined: it runs once a block, and out of the loops it leaves GCC's inlining of the formulas' vector
   // math in them as it was (where row() had a second caller, BCE-with-logits' log1p_exp became a call: 20% slower).
-  C10_NOINLINE int64_t tile_rows(char** base, const int64_t* strides, int64_t size0, int64_t size1, int ntensors,
-                                 Tiles& tiles, std::array<char*, 8>& tile) const {
-    if (size1 < 2 || size0 > kTileElements / 4) return 0;
+  C10_NOINLINE void plan_block(char** base, const int64_t* strides, int64_t size0, int64_t size1, int ntensors,
+                               Buffers& buffers, Plan& plan) const {
     const int64_t* outer = strides + ntensors;  // from one row to the next
+    const int64_t n = size0 * size1;
+    bool strided = false, repeated_row = false;
     for (int t = 0; t < ntensors; ++t) {
-      const bool continues = strides[t] == kSize && outer[t] == size0 * kSize;
-      const bool repeats = t >= first_input && outer[t] == 0 && (strides[t] == kSize || strides[t] == 0);
-      if (!continues && !repeats) return 0;
+      strided |= strides[t] != kSize && (t < first_input || strides[t] != 0);
+      repeated_row |= t >= first_input && size1 > 1 && strides[t] == kSize && outer[t] == 0;
     }
-    const int64_t filled = std::min(kTileElements, size0 + size0 * size1);
-    for (int t = first_input, a = 0; t < ntensors; ++t, ++a) {
-      if (strides[t] == 0 || outer[t] != 0) continue;
-      const auto* row = reinterpret_cast<const scalar_t*>(base[t]);
-      std::copy(row, row + size0, tiles[a]);  // the row, then copies of what is filled so far
-      for (int64_t k = size0; k < filled; k += std::min(k, filled - k)) {
-        std::copy(tiles[a], tiles[a] + std::min(k, filled - k), tiles[a] + k);
+    // Flat where it is worth it: a repeated row in a tile (under a quarter of a buffer); a strided operand
+    // (row() would run scalar steps only) for a formula whose scalar steps cost more than gathering; short rows,
+    // whose scalar steps and per-row cost exceed gathering. (A strided multiply gathered: twice as slow.)
+    const bool worth = (repeated_row && size0 <= kBufferElements / 4) || (strided && ExpOrLog<Op>::value) ||
+                       (size1 > 1 && size0 < IO::kStep);
+    if (n == 0 || !worth) return;
+    bool tiled = false;
+    for (int t = 0; t < ntensors; ++t) {
+      const int64_t next_row = size1 == 1 ? size0 * strides[t] : outer[t];
+      const bool continues = strides[t] == kSize && next_row == size0 * kSize;
+      if (t < first_input && !continues) return;  // outputs are written in place
+      plan.data[t] = base[t];
+      plan.strides[t] = strides[t] == 0 && next_row == 0 ? 0 : kSize;
+      if (continues || plan.strides[t] == 0) continue;
+      scalar_t* buffer = buffers[t - first_input];
+      if (strides[t] == kSize && next_row == 0 && size0 <= kBufferElements / 4) {
+        const int64_t filled = std::min(kBufferElements, size0 + n);
+        const auto* row = reinterpret_cast<const scalar_t*>(base[t]);
+        std::copy(row, row + size0, buffer);  // the row, then copies of what is filled so far
+        for (int64_t k = size0; k < filled; k += std::min(k, filled - k)) {
+          std::copy(buffer, buffer + std::min(k, filled - k), buffer + k);
+        }
+        plan.tile[t] = reinterpret_cast<char*>(buffer);
+        tiled = true;
+      } else {
+        plan.gathered[t] = true;
       }
-      tile[t] = reinterpret_cast<char*>(tiles[a]);
+      plan.data[t] = reinterpret_cast<char*>(buffer);
     }
-    return (kTileElements - size0) / IO::kStep * IO::kStep;
+    // From any offset below size0, a tile holds `chunk` elements of its row.
+    plan.chunk = tiled ? (kBufferElements - size0) / IO::kStep * IO::kStep : kBufferElements;
+    for (int t = 0; t < ntensors; ++t) {
+      plan.step[t] = plan.tile[t] != nullptr ? plan.chunk % size0 * kSize
+                     : plan.gathered[t]      ? 0
+                                             : plan.strides[t] * plan.chunk;
+    }
+  }
+
+  // Gathers elements [e, e + len) of the block's gathered inputs into their buffers.
+  C10_NOINLINE void gather(char** base, const int64_t* strides, int64_t size0, int ntensors, const Plan& plan,
+                           int64_t e, int64_t len) const {
+    for (int t = first_input; t < ntensors; ++t) {
+      if (!plan.gathered[t]) continue;
+      const int64_t inner = strides[t], outer = strides[ntensors + t];
+      auto* buffer = reinterpret_cast<scalar_t*>(plan.data[t]);
+      int64_t j = e / size0, i = e - j * size0;  // row and column of element e
+      for (int64_t k = 0; k < len; ++j, i = 0) {
+        const char* row = base[t] + j * outer;
+        const int64_t m = std::min(size0 - i, len - k);  // the rest of the row, or of the segment
+        for (int64_t c = 0; c < m; ++c) buffer[k + c] = *reinterpret_cast<const scalar_t*>(row + (i + c) * inner);
+        k += m;
+      }
+    }
   }
 
   // Adapts row() to TensorIterator's 2-D loop: size1 rows of size0 elements, run as segments that are each a
-  // row(): the rows, or chunks of one flat run (tile_rows).
+  // row(): the rows, or chunks of one flat run (plan_block).
   template <typename MakeSink>
   auto loop2d(int ntensors, std::atomic<int>& errors, MakeSink make_sink) const {
     return [this, ntensors, make_sink, &errors](char** base, const int64_t* strides, int64_t size0,
                                                 int64_t size1) {
-      Tiles tiles;
-      std::array<char*, 8> tile{};
-      const int64_t chunk = tile_rows(base, strides, size0, size1, ntensors, tiles, tile);
-      const int64_t length = chunk > 0 ? chunk : size0, n = size0 * size1, row_bytes = size0 * kSize;
-      // Where each operand's segment starts, and how far it moves from one segment to the next: a row, or a
-      // chunk (tiles move by the chunk modulo their row, and wrap at its end).
+      Buffers buffers;
+      Plan plan;
+      plan_block(base, strides, size0, size1, ntensors, buffers, plan);
+      const bool flat = plan.chunk > 0;
+      // Each operand's segment, its stride within and its step to the next: locals, which no store can alias
+      // (the plan's escape into the calls), so that row()'s loops keep them in registers.
       std::array<char*, 8> data;
-      std::array<int64_t, 8> step;
+      std::array<int64_t, 8> inner, step;
       for (int t = 0; t < ntensors; ++t) {
-        const int64_t outer = strides[ntensors + t];
-        data[t] = tile[t] != nullptr ? tile[t] : base[t];
-        step[t] = chunk == 0 ? outer : tile[t] != nullptr ? chunk % size0 * kSize : outer != 0 ? chunk * kSize : 0;
+        data[t] = flat ? plan.data[t] : base[t];
+        inner[t] = flat ? plan.strides[t] : strides[t];
+        step[t] = flat ? plan.step[t] : strides[ntensors + t];
       }
+      const int64_t length = flat ? plan.chunk : size0, n = size0 * size1, row_bytes = size0 * kSize;
       int local = 0;
       for (int64_t e = 0; e < n; e += length) {
-        auto sink = make_sink(data.data(), strides);
-        local |= row(data.data(), strides, std::min(length, n - e), sink);
+        const int64_t len = std::min(length, n - e);
+        if (flat) gather(base, strides, size0, ntensors, plan, e, len);
+        auto sink = make_sink(data.data(), inner.data());
+        local |= row(data.data(), inner.data(), len, sink);
         sink.finish();
-        for (int t = 0; t < ntensors; ++t) {
+        for (int t = 0; t < ntensors; ++t) {  // a tile's offset wraps at its row's end
           data[t] += step[t];
-          if (tile[t] != nullptr && data[t] >= tile[t] + row_bytes) data[t] -= row_bytes;
+          if (plan.tile[t] != nullptr && data[t] >= plan.tile[t] + row_bytes) data[t] -= row_bytes;
         }
       }
       if (local) errors.fetch_or(local);

@@ -70,6 +70,7 @@ struct MulBackwardOp {
 template <typename acc_t>
 struct SigmoidOp {
   static constexpr int arity = 1;
+  static constexpr bool kExpOrLog = true;
   template <typename T, typename M = Math<T>>
   C10_HOST_DEVICE T operator()(T x) const { return T(1) / (T(1) + M::exp(-x)); }
 };
@@ -89,6 +90,7 @@ template <typename acc_t>
 struct BceOp {
   static constexpr bool kIsLoss = true;  // a forward loss: may be summed
   static constexpr int arity = 3;  // x, y, w
+  static constexpr bool kExpOrLog = true;
   static constexpr bool kUnitIntervalArgs = true;  // arguments 0 and 1 are checked to lie in [0, 1]
   static constexpr unsigned kOptionalArgs = 0b100;  // w: 1 when absent
   template <typename T, typename M = Math<T>>
@@ -116,6 +118,7 @@ struct BceBackwardOp {
 template <typename acc_t>
 struct BceTargetBackwardOp {
   static constexpr int arity = 3;  // g, x, w
+  static constexpr bool kExpOrLog = true;
   static constexpr unsigned kGradArg = 0b001, kOptionalArgs = 0b100;
   acc_t scale;
   template <typename T, typename M = Math<T>>
@@ -152,6 +155,7 @@ template <typename acc_t>
 struct BceLogitsOp {
   static constexpr bool kIsLoss = true;  // a forward loss: may be summed
   static constexpr int arity = 4;  // x, y, w, p
+  static constexpr bool kExpOrLog = true;
   static constexpr unsigned kOptionalArgs = 0b1100;  // w, p: 1 when absent
   bool has_pos_weight;
   template <typename T, typename M = Math<T>>
@@ -166,6 +170,7 @@ struct BceLogitsOp {
 template <typename acc_t>
 struct BceLogitsBackwardOp {
   static constexpr int arity = 5;  // g, x, y, w, p
+  static constexpr bool kExpOrLog = true;
   static constexpr unsigned kGradArg = 0b00001, kOptionalArgs = 0b11000;
   bool has_pos_weight;
   acc_t scale;
@@ -187,6 +192,7 @@ struct BceLogitsBackwardOp {
 template <typename acc_t>
 struct BceLogitsTargetBackwardOp {
   static constexpr int arity = 4;  // g, x, w, p
+  static constexpr bool kExpOrLog = true;
   static constexpr unsigned kGradArg = 0b0001, kOptionalArgs = 0b1100;
   bool has_pos_weight;
   acc_t scale;
@@ -344,6 +350,13 @@ inline int outputs_of(const Formula& f) {
   visit_formula<float>(f, [&](auto op) { k = Outputs<decltype(op)>::value; });
   return k;
 }
+
+// Whether a formula calls exp or log (kExpOrLog): the CPU's scalar steps of it then cost several times what
+// gathering its arguments into a buffer for vector steps does (cpu_kernels.cpp, plan_block).
+template <typename Op, typename = void>
+struct ExpOrLog : std::false_type {};
+template <typename Op>
+struct ExpOrLog<Op, std::void_t<decltype(Op::kExpOrLog)>> : std::bool_constant<Op::kExpOrLog> {};
 
 // Whether a formula is a forward loss, the only formulas the summing loops instantiate.
 template <typename Op, typename = void>

@@ -80,14 +80,17 @@ def test_binary_broadcast(op, device, dtype, shapes):
 # rows anywhere): operands repeated on every row or along each row, row starts 16-byte aligned or
 # not, column counts a multiple of the 16-byte pack or not. On the CPU, rows of up to 512 bytes repeated
 # beside contiguous operands run as one flat run, the row read from a tile from an offset that changes from
-# chunk to chunk (csrc/cpu_kernels.cpp, tile_rows): rows shorter than a vector step, longer, at the limit.
-# Each entry: (a, b) from a maker.
+# chunk to chunk, and a column or a transposed operand beside rows shorter than a vector step is gathered
+# (csrc/cpu_kernels.cpp, plan_block): rows shorter than a vector step, longer, at the tile's limit. Each entry:
+# (a, b) from a maker.
 ROWS = {
     "row-broadcast": lambda m: (m((64, 1024)), m((1024,))),
     "narrow-rows": lambda m: (m((1000, 3)), m((3,))),
     "short-rows": lambda m: (m((600, 17)), m((17,))),
     "tile-limit-rows": lambda m: (m((100, 64)), m((64,))),
     "vector-rows": lambda m: (m((80, 128)), m((128,))),
+    "narrow-column": lambda m: (m((1000, 3)), m((1000, 1))),
+    "narrow-transposed": lambda m: (m((3, 1000)).t(), m((1000, 3))),
     "column-broadcast": lambda m: (m((64, 256)), m((64, 1))),
     "outer": lambda m: (m((64, 1)), m((1, 256))),
     "aligned-slices": lambda m: (m((33, 1032))[:, 8:], m((33, 1024))),

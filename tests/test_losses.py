@@ -98,8 +98,9 @@ def test_bce_with_logits_weights(device, dtype, shape, weight, pos_weight, reduc
 def test_weights_repeated_down_rows(device, dtype, cols, reduction):
     """A weight (and pos_weight) of one value per column beside contiguous (rows, cols) inputs: on the CPU,
     rows of up to 512 bytes run as one flat run, the weights' row read from a tile from an offset that changes
-    from chunk to chunk (csrc/cpu_kernels.cpp, tile_rows); one weight may also be a single value. Forward,
-    backward and the reductions' sums against torch."""
+    from chunk to chunk (csrc/cpu_kernels.cpp, plan_block); one weight may also be a single value, or one per
+    row (gathered, where rows are short), and the input transposed (gathered). Forward, backward and the
+    reductions' sums against torch."""
     shape = (1000, cols)
     p = make(shape, dtype, device, low=0.01, high=0.99).requires_grad_()
     logits = make(shape, dtype, device).mul(3).detach().requires_grad_()
@@ -107,16 +108,19 @@ def test_weights_repeated_down_rows(device, dtype, cols, reduction):
     w = make((cols,), dtype, device, low=0.5, high=2.0)
     pw = make((cols,), dtype, device, low=0.5, high=2.0)
     one = make((), dtype, device, low=0.5, high=2.0)
+    per_row = make((shape[0], 1), dtype, device, low=0.5, high=2.0)
     # The input's gradient with a pos_weight is a difference of terms up to w pw |g| (about 10): among 1000 rows,
     # some differences are small, and keep the terms' absolute rounding error (a few 1e-7 in float32, torch's
     # as ours) far above rtol times themselves.
     tol = dict(atol=1e-5) if dtype == torch.float32 else {}
-    check_against_torch(
-        lambda a, b: P.binary_cross_entropy(a, b, w, reduction=reduction),
-        lambda a, b: F.binary_cross_entropy(a, b, w, reduction=reduction),
-        [p, y], dtype, upcast=True,
-    )
-    for weight, pos_weight in ((w, pw), (one, pw), (None, pw), (w, None)):
+    p_transposed = p.detach().t().contiguous().t().requires_grad_()
+    for x, weight in ((p, w), (p, per_row), (p_transposed, w)):
+        check_against_torch(
+            lambda a, b: P.binary_cross_entropy(a, b, weight, reduction=reduction),
+            lambda a, b: F.binary_cross_entropy(a, b, weight, reduction=reduction),
+            [x, y], dtype, upcast=True,
+        )
+    for weight, pos_weight in ((w, pw), (one, pw), (None, pw), (w, None), (per_row, pw)):
         check_against_torch(
             lambda a, b: P.binary_cross_entropy_with_logits(a, b, weight, reduction=reduction, pos_weight=pos_weight),
             lambda a, b: F.binary_cross_entropy_with_logits(a, b, weight, reduction=reduction, pos_weight=pos_weight),
