@@ -192,7 +192,7 @@ struct BceLogitsBackwardOp {
 template <typename acc_t>
 struct BceLogitsTargetBackwardOp {
   static constexpr int arity = 4;  // g, x, w, p
-  static constexpr bool kExpOrLog = true;
+  static constexpr bool kExpOrLog = true;  // with a pos_weight
   static constexpr unsigned kGradArg = 0b0001, kOptionalArgs = 0b1100;
   bool has_pos_weight;
   acc_t scale;
