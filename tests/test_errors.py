@@ -92,6 +92,21 @@ def test_bce_outside_unit_interval_fails_a_cuda_graph_replay():
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("rows, cols", [(1000, 3), (3, 1000)])
+def test_bce_values_outside_unit_interval_of_a_transposed_operand(device, rows, cols):
+    """On the CPU a transposed operand beside contiguous ones is gathered into a buffer, segment by segment
+    (csrc/cpu_kernels.cpp, plan_block): a value outside [0, 1] there, in either argument, is found."""
+    for reduction in ("none", "mean"):
+        x = t(cols, rows, device=device).t()
+        y = t(rows, cols, device=device)
+        x[rows // 2, cols - 1] = 1.5
+        with pytest.raises(RuntimeError, match="all elements of input should be between 0 and 1"):
+            P.binary_cross_entropy(x, y, reduction=reduction)
+        with pytest.raises(RuntimeError, match="all elements of target should be between 0 and 1"):
+            P.binary_cross_entropy(y, x, reduction=reduction)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_bce_domain_errors_stay_with_their_thread(device):
     # On CUDA each call's domain flags live in mapped host memory kept per host thread (and device): calls from
     # several threads at once, each on its own stream, must each get their own verdict, an error for the bad
