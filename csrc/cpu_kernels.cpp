@@ -1,6 +1,7 @@
 // CPU loops: every formula of formulas.h, over any layout the iterator plans.
 // Rows whose tensors are contiguous (or broadcast scalars) run at::vec::Vectorized in opmath
-// precision (half and bfloat16 widened to float); other rows run the scalar formula with strides.
+// precision (half and bfloat16 widened to float); other rows run the scalar formula with strides, unless
+// short rows or strided operands make a block worth running as one flat run (RowLoop::plan_block).
 // at::TensorIterator splits the work into rows and at::parallel_for spreads rows over threads.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
