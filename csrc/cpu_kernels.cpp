@@ -302,7 +302,8 @@ struct RowLoop {
   // An input's buffer in a flat run (plan_block): a repeated row's tile (the row over and over), for rows of up
   // to a quarter of a buffer (512 bytes), or a segment's elements of an input, gathered.
   static constexpr int64_t kBufferElements = 2048 / kSize;
-  using Buffers = scalar_t[N][kBufferElements];
+  // Each with a vector's slack past its end, into which a gathered column's last vector store may run.
+  using Buffers = scalar_t[N][kBufferElements + Vectorized<scalar_t>::size()];
 
   Op op;
   int first_input;       // iterator operand of the first tensor argument (K with outputs, 0 summing)
@@ -333,16 +334,16 @@ struct RowLoop {
   // (Unrolling two steps per iteration, as torch's loops do, was measured: no gain for add at 2^22,
   // and the losses 30% slower, their Sleef calls spilling twice the registers.)
   template <bool kDense, typename Sink>
-  int64_t vector_steps(char** data, const int64_t* strides, int64_t n, Sink& sink, int& errors) const {
+  int64_t vector_steps(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t n, Sink& sink,
+                       int& errors) const {
     std::array<const scalar_t*, N> ptr{};
     std::array<Parts, N> args;
     for (int a = 0; a < N; ++a) {
-      const int t = tensor_of[a];
-      if (!kDense && (t < 0 || strides[t] == 0)) {
-        const acc_t v = t < 0 ? value[a] : acc_t(*reinterpret_cast<const scalar_t*>(data[t]));
+      if (!kDense && once[a]) {
+        const acc_t v = in[a] == nullptr ? value[a] : acc_t(*reinterpret_cast<const scalar_t*>(in[a]));
         args[a].fill(Vectorized<acc_t>(v));
       } else {
-        ptr[a] = reinterpret_cast<const scalar_t*>(data[t]);
+        ptr[a] = reinterpret_cast<const scalar_t*>(in[a]);
       }
     }
     UnitIntervalCheck<acc_t> check;
@@ -365,31 +366,62 @@ struct RowLoop {
     return i;
   }
 
-  // One row of n elements; data/strides are the iterator's (bytes), outputs first.
-  template <typename Sink>
-  int row(char** data, const int64_t* strides, int64_t n, Sink& sink) const {
-    int errors = 0;
-    bool contiguous = sink.contiguous(strides);
+  // What a segment's strides allow, the same for every row of a block, so decided once a block (as in torch's
+  // 2-D loops): vector steps where every operand steps one element or (an argument) repeats one value, and no
+  // per-argument test in them where every argument is a tensor stepping one element.
+  struct Layout {
+    std::array<bool, N> once;  // a constant, or a value repeated along the row: loaded once a row
+    bool contiguous = true, dense = true;
+  };
+  Layout layout(const int64_t* strides, bool outputs_contiguous) const {
+    Layout l;
+    l.contiguous = outputs_contiguous;
     for (int a = 0; a < N; ++a) {
       const int t = tensor_of[a];
-      contiguous &= t < 0 || strides[t] == kSize || strides[t] == 0;
+      l.once[a] = t < 0 || strides[t] == 0;
+      l.contiguous &= l.once[a] || strides[t] == kSize;
+      l.dense &= !l.once[a];
     }
-    int64_t i = 0;
-    if (contiguous) {
-      bool dense = true;  // every argument a tensor stepping one element: no per-argument test in the loop
-      for (int a = 0; a < N; ++a) dense &= tensor_of[a] >= 0 && strides[tensor_of[a]] == kSize;
-      i = dense ? vector_steps<true>(data, strides, n, sink, errors)
-                : vector_steps<false>(data, strides, n, sink, errors);
+    return l;
+  }
+
+  // `count` rows of n elements each, of the given layout; data/strides are the iterator's (bytes), outputs
+  // first, and `outer` the steps from one row to the next.
+  template <typename MakeSink>
+  int rows(char* const* data, const int64_t* strides, const int64_t* outer, int64_t n, int64_t count,
+           const Layout& l, const MakeSink& make_sink) const {
+    int errors = 0;
+    // Each output's and argument's pointer, stride and step, indexed by output and argument (none for a
+    // constant), never by operand: so the compiler keeps them in registers from row to row, and a segment's
+    // loop reads no pointer just stored (a load that would wait for the store, at every segment).
+    std::array<char*, K> out{};
+    std::array<int64_t, K> out_next{};
+    std::array<const char*, N> in{};
+    std::array<int64_t, N> in_stride{}, in_next{};
+    for (int o = 0; o < first_input; ++o) out[o] = data[o], out_next[o] = outer[o];
+    for (int a = 0; a < N; ++a) {
+      const int t = tensor_of[a];
+      if (t >= 0) in[a] = data[t], in_stride[a] = strides[t], in_next[a] = outer[t];
     }
-    for (; i < n; ++i) {
-      std::array<acc_t, N> args;
-      for (int a = 0; a < N; ++a) {
-        const int t = tensor_of[a];
-        args[a] = t < 0 ? value[a]
-                        : acc_t(*reinterpret_cast<const scalar_t*>(data[t] + i * strides[t]));
+    for (int64_t r = 0; r < count; ++r) {
+      auto sink = make_sink(out.data(), strides);
+      int64_t i = 0;
+      if (l.contiguous) {
+        i = l.dense ? vector_steps<true>(in, l.once, n, sink, errors)
+                    : vector_steps<false>(in, l.once, n, sink, errors);
       }
-      if constexpr (ChecksUnitInterval<Op>::value) errors |= unit_interval_errors(args[0], args[1]);
-      sink.scalar(i, call(args));
+      for (; i < n; ++i) {
+        std::array<acc_t, N> args;
+        for (int a = 0; a < N; ++a) {
+          args[a] = in[a] == nullptr ? value[a]
+                                     : acc_t(*reinterpret_cast<const scalar_t*>(in[a] + i * in_stride[a]));
+        }
+        if constexpr (ChecksUnitInterval<Op>::value) errors |= unit_interval_errors(args[0], args[1]);
+        sink.scalar(i, call(args));
+      }
+      sink.finish();
+      for (int o = 0; o < K; ++o) out[o] += out_next[o];
+      for (int a = 0; a < N; ++a) in[a] += in_next[a];
     }
     return errors;
   }
@@ -403,14 +435,14 @@ struct RowLoop {
   struct Plan {
     int64_t chunk = 0;                    // 0: row by row
     std::array<char*, 8> data{};          // each operand's segment, from the first on
-    std::array<int64_t, 8> strides{};     // within a segment (for row())
+    std::array<int64_t, 8> strides{};     // within a segment (for rows())
     std::array<int64_t, 8> step{};        // from one segment to the next
     std::array<char*, 8> tile{};          // a repeated row's tile
     std::array<bool, 8> gathered{};
   };
 
   // Not inlined: it runs once a block, and out of the loops it leaves GCC's inlining of the formulas' vector
-  // math in them as it was (where row() had a second caller, BCE-with-logits' log1p_exp became a call: 20% slower).
+  // math in them as it was (where rows() had a second caller, BCE-with-logits' log1p_exp became a call: 20% slower).
   C10_NOINLINE void plan_block(char** base, const int64_t* strides, int64_t size0, int64_t size1, int ntensors,
                                Buffers& buffers, Plan& plan) const {
     const int64_t* outer = strides + ntensors;  // from one row to the next
@@ -421,7 +453,7 @@ struct RowLoop {
       repeated_row |= t >= first_input && size1 > 1 && strides[t] == kSize && outer[t] == 0;
     }
     // Flat where it is worth it: a repeated row in a tile (under a quarter of a buffer); a strided operand
-    // (row() would run scalar steps only) for a formula whose scalar steps cost more than gathering; short rows,
+    // (rows() would run scalar steps only) for a formula whose scalar steps cost more than gathering; short rows,
     // whose scalar steps and per-row cost exceed gathering. (A strided multiply gathered: twice as slow.)
     const bool worth = (repeated_row && size0 <= kBufferElements / 4) || (strided && ExpOrLog<Op>::value) ||
                        (size1 > 1 && size0 < IO::kStep);
@@ -469,14 +501,19 @@ struct RowLoop {
       for (int64_t k = 0; k < len; ++j, i = 0) {
         const char* row = base[t] + j * outer;
         const int64_t m = std::min(size0 - i, len - k);  // the rest of the row, or of the segment
-        for (int64_t c = 0; c < m; ++c) buffer[k + c] = *reinterpret_cast<const scalar_t*>(row + (i + c) * inner);
+        if (inner == 0) {  // a column: the row's value, m times, in vector stores (past m: into the slack)
+          const Vectorized<scalar_t> v(*reinterpret_cast<const scalar_t*>(row));
+          for (int64_t c = 0; c < m; c += Vectorized<scalar_t>::size()) v.store(buffer + k + c);
+        } else {
+          for (int64_t c = 0; c < m; ++c) buffer[k + c] = *reinterpret_cast<const scalar_t*>(row + (i + c) * inner);
+        }
         k += m;
       }
     }
   }
 
-  // Adapts row() to TensorIterator's 2-D loop: size1 rows of size0 elements, run as segments that are each a
-  // row(): the rows, or chunks of one flat run (plan_block).
+  // Adapts rows() to TensorIterator's 2-D loop: size1 rows of size0 elements, run in one call of rows(), or as
+  // one flat run (plan_block) in segments, each a call of one row.
   template <typename MakeSink>
   auto loop2d(int ntensors, std::atomic<int>& errors, MakeSink make_sink) const {
     return [this, ntensors, make_sink, &errors](char** base, const int64_t* strides, int64_t size0,
@@ -486,23 +523,23 @@ struct RowLoop {
       plan_block(base, strides, size0, size1, ntensors, buffers, plan);
       const bool flat = plan.chunk > 0;
       // Each operand's segment, its stride within and its step to the next: locals, which no store can alias
-      // (the plan's escape into the calls), so that row()'s loops keep them in registers.
+      // (the plan's escape into the calls), so that rows()' loops keep them in registers.
       std::array<char*, 8> data;
       std::array<int64_t, 8> inner, step;
       for (int t = 0; t < ntensors; ++t) {
         data[t] = flat ? plan.data[t] : base[t];
         inner[t] = flat ? plan.strides[t] : strides[t];
-        step[t] = flat ? plan.step[t] : strides[ntensors + t];
+        step[t] = plan.step[t];
       }
-      const int64_t length = flat ? plan.chunk : size0, n = size0 * size1, row_bytes = size0 * kSize;
+      const int64_t length = flat ? plan.chunk : size0 * size1, n = size0 * size1, row_bytes = size0 * kSize;
+      const Layout l = layout(inner.data(), make_sink(data.data(), inner.data()).contiguous(inner.data()));
       int local = 0;
       for (int64_t e = 0; e < n; e += length) {
         const int64_t len = std::min(length, n - e);
         if (flat) gather(base, strides, size0, ntensors, plan, e, len);
-        auto sink = make_sink(data.data(), inner.data());
-        local |= row(data.data(), inner.data(), len, sink);
-        sink.finish();
-        for (int t = 0; t < ntensors; ++t) {  // a tile's offset wraps at its row's end
+        local |= rows(data.data(), inner.data(), strides + ntensors, flat ? len : size0, flat ? 1 : size1, l,
+                      make_sink);
+        for (int t = 0; t < ntensors && flat; ++t) {  // a tile's offset wraps at its row's end
           data[t] += step[t];
           if (plan.tile[t] != nullptr && data[t] >= plan.tile[t] + row_bytes) data[t] -= row_bytes;
         }
