@@ -82,8 +82,9 @@ def test_binary_broadcast(op, device, dtype, shapes):
 # beside contiguous operands run as one flat run, the row read from a tile from an offset that changes from
 # chunk to chunk, and a column or a transposed operand beside rows shorter than a vector step is gathered
 # (csrc/cpu_kernels.cpp, plan_block): rows shorter than a vector step, longer, at the tile's limit. A column
-# beside rows of one vector step or a step and a tail runs row by row, the rows' layout decided once. Each entry:
-# (a, b) from a maker.
+# beside rows of one vector step runs row by row, the rows' layout decided once; beside rows of a few steps and a
+# tail, flat (and sliced rows then gathered for sigmoid, whose scalar steps cost more). Each entry: (a, b) from a
+# maker.
 ROWS = {
     "row-broadcast": lambda m: (m((64, 1024)), m((1024,))),
     "narrow-rows": lambda m: (m((1000, 3)), m((3,))),
@@ -95,6 +96,7 @@ ROWS = {
     "column-broadcast": lambda m: (m((64, 256)), m((64, 1))),
     "vector-column": lambda m: (m((300, 16)), m((300, 1))),
     "short-column": lambda m: (m((600, 24)), m((600, 1))),
+    "sliced-short-rows": lambda m: (m((300, 29))[:, :24], m((300, 29))[:, 5:]),
     "outer": lambda m: (m((64, 1)), m((1, 256))),
     "aligned-slices": lambda m: (m((33, 1032))[:, 8:], m((33, 1024))),
     "misaligned-rows": lambda m: (m((33, 1030))[:, :1024], m((1024,))),

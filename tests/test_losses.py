@@ -99,8 +99,9 @@ def test_weights_repeated_down_rows(device, dtype, cols, reduction):
     """A weight (and pos_weight) of one value per column beside contiguous (rows, cols) inputs: on the CPU,
     rows of up to 512 bytes run as one flat run, the weights' row read from a tile from an offset that changes
     from chunk to chunk (csrc/cpu_kernels.cpp, plan_block); one weight may also be a single value, or one per
-    row (gathered, where rows are short), and the input transposed (gathered). Forward, backward and the
-    reductions' sums against torch."""
+    row (gathered, where rows are short), and the input transposed or sliced from wider rows (gathered, for
+    short rows, or rows of a few vector steps and a tail). Rows longer end in a partial vector step. Forward,
+    backward and the reductions' sums against torch."""
     shape = (1000, cols)
     p = make(shape, dtype, device, low=0.01, high=0.99).requires_grad_()
     logits = make(shape, dtype, device).mul(3).detach().requires_grad_()
@@ -114,7 +115,8 @@ def test_weights_repeated_down_rows(device, dtype, cols, reduction):
     # as ours) far above rtol times themselves.
     tol = dict(atol=1e-5) if dtype == torch.float32 else {}
     p_transposed = p.detach().t().contiguous().t().requires_grad_()
-    for x, weight in ((p, w), (p, per_row), (p_transposed, w)):
+    p_sliced = make((shape[0], cols + 5), dtype, device, low=0.01, high=0.99)[:, :cols].requires_grad_()
+    for x, weight in ((p, w), (p, per_row), (p_transposed, w), (p_sliced, per_row)):
         check_against_torch(
             lambda a, b: P.binary_cross_entropy(a, b, weight, reduction=reduction),
             lambda a, b: F.binary_cross_entropy(a, b, weight, reduction=reduction),
