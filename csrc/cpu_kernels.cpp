@@ -1,7 +1,7 @@
 // CPU loops: every formula of formulas.h, over any layout the iterator plans.
 // Rows whose tensors are contiguous (or broadcast scalars) run at::vec::Vectorized in opmath
-// precision (half and bfloat16 widened to float), a formula with exp or log to the row's end in a masked last
-// step; other rows run the scalar formula with strides, unless short rows, rows of a few steps and a tail, or
+// precision (half and bfloat16 widened to float), a formula with exp or log, or any formula in half or bfloat16,
+// to the row's end in a masked last step; other rows run the scalar formula with strides, unless short rows, rows of a few steps and a tail, or
 // strided operands make a block worth running as one flat run (RowLoop::plan_block).
 // at::TensorIterator splits the work into rows and at::parallel_for spreads rows over threads.
 #include <ATen/Dispatch.h>
@@ -385,16 +385,23 @@ struct RowLoop {
 
   // The last step of a contiguous row, of count elements from i (fewer than a step), for a formula that calls
   // exp or log, whose scalar steps cost far more than a vector step (BCE of 111 floats: 1.21 -> 1.11 us, one
-  // thread; a cheap formula keeps its scalar tail, as torch's loops do). Its loads take those lanes only (zeros
+  // thread; a cheap formula keeps its scalar tail in float, as torch's loops do, not in half or bfloat16:
+  // rows_with_tails). Its loads take those lanes only (zeros
   // past them), the formula runs on all lanes, and the sink keeps the first count results. Not inlined, so that
   // the formula's second copy stays out of the loops (where GCC would stop inlining the vector math), and given
   // a sink of its own, so that the row's sink's address never escapes into the call (given the row's sink,
-  // BCE-with-logits of 96 floats, with no tail, took 1.20 us instead of 1.14). Returns the domain errors. Its
-  // step is vector_steps' loop body written again: shared through one inlined helper, the loops' code changed
-  // and BCE 'mean' at 65536 took 2-3% longer.
+  // BCE-with-logits of 96 floats, with no tail, took 1.20 us instead of 1.14). Returns the domain errors.
   template <typename Sink>
   C10_NOINLINE int partial_step(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t i,
                                 int64_t count, Sink& sink) const {
+    return masked_step(in, once, i, count, sink);
+  }
+  // The masked step itself: inlined into partial_step, and into the rows of rows_with_tails (a cheap formula in
+  // half or bfloat16), which continue the row's own sink. Its step is vector_steps' loop body written again:
+  // shared through one inlined helper, the loops' code changed and BCE 'mean' at 65536 took 2-3% longer.
+  template <typename Sink>
+  C10_ALWAYS_INLINE int masked_step(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t i,
+                                    int64_t count, Sink& sink) const {
     std::array<Parts, N> args;
     for (int a = 0; a < N; ++a) {
       if (once[a]) {
@@ -439,7 +446,7 @@ struct RowLoop {
 
   // `count` rows of n elements each, of the given layout; data/strides are the iterator's (bytes), outputs
   // first, and `outer` the steps from one row to the next.
-  template <typename MakeSink>
+  template <bool kMaskedTail, typename MakeSink>
   int rows(char* const* data, const int64_t* strides, const int64_t* outer, int64_t n, int64_t count,
            const Layout& l, const MakeSink& make_sink) const {
     int errors = 0;
@@ -462,7 +469,12 @@ struct RowLoop {
       int64_t i = 0;
       if (contiguous) {
         i = dense ? vector_steps<true>(in, once, n, sink, errors) : vector_steps<false>(in, once, n, sink, errors);
-        if constexpr (ExpOrLog<Op>::value) {
+        if constexpr (kMaskedTail) {
+          if (i < n) {
+            errors |= masked_step(in, once, i, n - i, sink);
+            i = n;
+          }
+        } else if constexpr (ExpOrLog<Op>::value) {
           if (i < n) {  // the row's sink finished first: nothing of it is live across the call
             sink.finish();
             auto last = make_sink(out.data(), strides);
@@ -486,6 +498,19 @@ struct RowLoop {
       for (int a = 0; a < N; ++a) in[a] += in_next[a];
     }
     return errors;
+  }
+
+  // A cheap formula's rows in half or bfloat16 that end in a tail: there each scalar step converts, and a row of
+  // 48 bfloat16 elements sliced from rows of 64 (a vector step of 32, then 16 scalar steps) took 28 us at 65536
+  // elements, one thread (torch 10); ending in a masked step inlined here, 7. A second copy of the rows, not
+  // inlined into loop2d, called only for blocks whose rows end in a tail. Float formulas are not given it: with
+  // it, inlined into loop2d or not, (R, 16) * (R, 1), rows with no tail, took 7.2 us instead of 6.0, for float
+  // rows of 24 sliced from 32 taking 9.5 instead of 12.3.
+  static constexpr bool kMaskedTails = !ExpOrLog<Op>::value && c10::is_reduced_floating_point_v<scalar_t>;
+  template <typename MakeSink>
+  C10_NOINLINE int rows_with_tails(char* const* data, const int64_t* strides, const int64_t* outer, int64_t n,
+                                   int64_t count, const Layout& l, const MakeSink& make_sink) const {
+    return rows<true>(data, strides, outer, n, count, l, make_sink);
   }
 
   // How a block of size1 rows of size0 elements runs: row by row where every row vectorizes and is long (or
@@ -608,8 +633,13 @@ struct RowLoop {
       for (int64_t e = 0; e < n; e += length) {
         const int64_t len = std::min(length, n - e);
         if (flat) gather(base, strides, size0, ntensors, plan, e, len);
-        local |= rows(data.data(), inner.data(), strides + ntensors, flat ? len : size0, flat ? 1 : size1, l,
-                      make_sink);
+        if (kMaskedTails && l.contiguous && (flat ? len : size0) % IO::kStep != 0) {
+          local |= rows_with_tails(data.data(), inner.data(), strides + ntensors, flat ? len : size0,
+                                   flat ? 1 : size1, l, make_sink);
+        } else {
+          local |= rows<false>(data.data(), inner.data(), strides + ntensors, flat ? len : size0, flat ? 1 : size1,
+                               l, make_sink);
+        }
         for (int t = 0; t < ntensors && flat; ++t) {  // a tile's offset wraps at its row's end
           data[t] += step[t];
           if (plan.tile[t] != nullptr && data[t] >= plan.tile[t] + row_bytes) data[t] -= row_bytes;

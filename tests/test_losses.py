@@ -201,14 +201,16 @@ def test_mse_weight_with_broadcast_target(device, reduction):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_loss_rows(loss, device, dtype, reduction):
+@pytest.mark.parametrize("cols", [1024, 90])
+def test_loss_rows(loss, device, dtype, reduction, cols):
     """Inputs in the rows of wider buffers (row starts 16-byte aligned for the input, not for the
-    target) and a weight repeated on every row: on CUDA, the rows layout, summed or not."""
+    target) and a weight repeated on every row: on CUDA, the rows layout, summed or not. Rows of 90 end in
+    a part of a vector step (on the CPU a masked step, summed or stored, or scalar steps)."""
     ours, theirs, values, _ = LOSSES[loss]
     low, high = values or (-3.0, 3.0)
-    x = make((33, 1032), dtype, device, low=low, high=high)[:, 8:].detach().requires_grad_()
-    y = make((33, 1030), dtype, device, low=0.0, high=1.0)[:, :1024].detach().requires_grad_()
-    w = () if loss == "mse" else (make((1024,), dtype, device, low=0.5, high=2.0),)
+    x = make((33, cols + 8), dtype, device, low=low, high=high)[:, 8:].detach().requires_grad_()
+    y = make((33, cols + 6), dtype, device, low=0.0, high=1.0)[:, :cols].detach().requires_grad_()
+    w = () if loss == "mse" else (make((cols,), dtype, device, low=0.5, high=2.0),)
     check_against_torch(
         lambda a, b: ours(a, b, *w, reduction=reduction),
         lambda a, b: theirs(a, b, *w, reduction=reduction),
