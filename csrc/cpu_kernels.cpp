@@ -1,8 +1,9 @@
 // CPU loops: every formula of formulas.h, over any layout the iterator plans.
 // Rows whose tensors are contiguous (or broadcast scalars) run at::vec::Vectorized in opmath
 // precision (half and bfloat16 widened to float), a formula with exp or log, or any formula in half or bfloat16,
-// to the row's end in a masked last step; other rows run the scalar formula with strides, unless short rows, rows of a few steps and a tail, or
-// strided operands make a block worth running as one flat run (RowLoop::plan_block).
+// to the row's end in a masked last step; other rows run the scalar formula with strides, unless short rows,
+// rows of a few steps and a tail, or strided operands make a block worth running as one flat run
+// (RowLoop::plan_block).
 // at::TensorIterator splits the work into rows and at::parallel_for spreads rows over threads.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -388,11 +389,11 @@ struct RowLoop {
   // The last step of a contiguous row, of count elements from i (fewer than a step), for a formula that calls
   // exp or log, whose scalar steps cost far more than a vector step (BCE of 111 floats: 1.21 -> 1.11 us, one
   // thread; a cheap formula keeps its scalar tail in float, as torch's loops do, not in half or bfloat16:
-  // rows_with_tails). Its loads take those lanes only (zeros
-  // past them), the formula runs on all lanes, and the sink keeps the first count results. Not inlined, so that
-  // the formula's second copy stays out of the loops (where GCC would stop inlining the vector math), and given
-  // a sink of its own, so that the row's sink's address never escapes into the call (given the row's sink,
-  // BCE-with-logits of 96 floats, with no tail, took 1.20 us instead of 1.14). Returns the domain errors.
+  // rows_with_tails). Its loads take those lanes only (zeros past them), the formula runs on all lanes, and the
+  // sink keeps the first count results. Not inlined, so that the formula's second copy stays out of the loops
+  // (where GCC would stop inlining the vector math), and given a sink of its own, so that the row's sink's
+  // address never escapes into the call (given the row's sink, BCE-with-logits of 96 floats, with no tail, took
+  // 1.20 us instead of 1.14). Returns the domain errors.
   template <typename Sink>
   C10_NOINLINE int partial_step(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t i,
                                 int64_t count, Sink& sink) const {
@@ -627,7 +628,8 @@ struct RowLoop {
   }
 
   // Adapts rows() to TensorIterator's 2-D loop: size1 rows of size0 elements, run in one call of rows(), or as
-  // one flat run (plan_block) in segments, each a call of one row.
+  // one flat run (plan_block) in segments, each a call of one row. A cheap formula in half or bfloat16 calls
+  // rows_with_tails instead for rows that end in a tail.
   template <typename MakeSink>
   auto loop2d(int ntensors, std::atomic<int>& errors, MakeSink make_sink) const {
     return [this, ntensors, make_sink, &errors](char** base, const int64_t* strides, int64_t size0,
