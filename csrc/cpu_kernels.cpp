@@ -307,6 +307,12 @@ struct UnitIntervalCheck {
   }
 };
 
+// Whether a sink takes four scalar results at once (SumSink: summed in pairs, then into its one running sum).
+template <typename Sink, typename = void>
+struct SumsInFours : std::false_type {};
+template <typename Sink>
+struct SumsInFours<Sink, std::void_t<decltype(&Sink::scalar_four)>> : std::true_type {};
+
 // Runs one formula over rows of the iteration. Sink decides what happens to each result (K of them an
 // element: the formula's outputs).
 template <typename scalar_t, typename Op>
@@ -494,6 +500,21 @@ struct RowLoop {
       // first, as an empty branch: without it, or written as one block around the two calls, GCC laid out the
       // rows otherwise, and rows of 16 beside a column took 6.9 us instead of 6.0.
       const auto scalar_steps = [&](auto tensors_only) {
+        // A sum of a cheap formula over strided float rows, four elements a step: one running sum made each step
+        // wait for the last (MSE 'mean' of every third column, 65536 floats: 38 -> 26 us, torch 28). Not for a
+        // contiguous row's tail (MSE of rows of 99 sliced from 100 took 5% longer), nor for formulas with exp or
+        // log, whose strided operands are gathered.
+        if constexpr (SumsInFours<decltype(sink)>::value && !ExpOrLog<Op>::value &&
+                      std::is_same_v<acc_t, scalar_t>) {
+          const auto at = [&](int64_t j) {
+            std::array<acc_t, N> args;
+            for (int a = 0; a < N; ++a) {
+              args[a] = in[a] == nullptr ? value[a] : *reinterpret_cast<const scalar_t*>(in[a] + j * in_stride[a]);
+            }
+            return call(args);
+          };
+          for (; !contiguous && i + 3 < n; i += 4) sink.scalar_four(at(i), at(i + 1), at(i + 2), at(i + 3));
+        }
         for (; i < n; ++i) {
           std::array<acc_t, N> args;
           for (int a = 0; a < N; ++a) {
@@ -736,6 +757,10 @@ struct SumSink {
     vec(i, kept);
   }
   void scalar(int64_t, const Results<acc_t, 1>& r) { *tail += r.v[0]; }
+  void scalar_four(const Results<acc_t, 1>& r, const Results<acc_t, 1>& s, const Results<acc_t, 1>& t,
+                   const Results<acc_t, 1>& u) {
+    *tail += (double(r.v[0]) + double(s.v[0])) + (double(t.v[0]) + double(u.v[0]));
+  }
   void finish() {
     for (size_t k = 0; k < row_lanes.size(); ++k) (*lanes)[k] += row_lanes[k];
   }

@@ -219,6 +219,24 @@ def test_loss_rows(loss, device, dtype, reduction, cols):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_loss_strided_rows(loss, device, dtype, reduction):
+    """Every third element of rows of 270, and of a transposed buffer: no operand steps one element (on the
+    CPU scalar steps, a sum's in fours; or, for a formula with exp or log, operands gathered)."""
+    ours, theirs, values, _ = LOSSES[loss]
+    low, high = values or (-3.0, 3.0)
+    x = make((33, 270), dtype, device, low=low, high=high)[:, ::3].detach().requires_grad_()
+    y = make((90, 33), dtype, device, low=0.0, high=1.0).t().detach().requires_grad_()
+    check_against_torch(
+        lambda a, b: ours(a, b, reduction=reduction),
+        lambda a, b: theirs(a, b, reduction=reduction),
+        [x, y], dtype, upcast=True,
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(4, 0), (0, 4), (0, 3, 5)], ids=shape_id)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("loss", list(LOSSES))
