@@ -501,11 +501,14 @@ struct RowLoop {
       // rows otherwise, and rows of 16 beside a column took 6.9 us instead of 6.0.
       const auto scalar_steps = [&](auto tensors_only) {
         // A sum of a cheap formula over strided float rows, four elements a step: one running sum made each step
-        // wait for the last (MSE 'mean' of every third column, 65536 floats: 38 -> 26 us, torch 28). Not for a
+        // wait for the last (MSE 'mean' of every third column, 65536 floats: 37 -> 25 us, torch 28). Not for a
         // contiguous row's tail (MSE of rows of 99 sliced from 100 took 5% longer), nor for formulas with exp or
-        // log, whose strided operands are gathered.
+        // log, whose strided operands are gathered. Its arguments are read as the single steps' are, written
+        // again: read through one lambda shared with them, the strided add_ and this sum went back to 32 and
+        // 37 us (GCC's code for the scalar steps changed; not looked into further).
         if constexpr (SumsInFours<decltype(sink)>::value && !ExpOrLog<Op>::value &&
                       std::is_same_v<acc_t, scalar_t>) {
+          static_assert(!ChecksUnitInterval<Op>::value, "the four steps skip the domain check");
           const auto at = [&](int64_t j) {
             std::array<acc_t, N> args;
             for (int a = 0; a < N; ++a) {
