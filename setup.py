@@ -116,7 +116,11 @@ def extension():
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
     openmp = openmp_flags()
     cpu = [*cpu_vec_flags(), *openmp]  # the C++ standard: torch's cpp_extension picks it
-    cxx, link = ["-O3", *cpu], openmp
+    # Every function on a 64-byte boundary: a loop's place within its 64-byte blocks, to which this CPU's front
+    # end is sensitive, then depends on its own function's code only, not on the sizes of the functions before
+    # it (the same instructions of one float loop took 19 or 23 us by where a change elsewhere had moved them;
+    # benchmarks/NOTES.md, session 25).
+    cxx, link = ["-O3", "-falign-functions=64", *cpu], openmp
     sanitize = os.environ.get("PYEXT_SANITIZE")
     if sanitize:
         flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
