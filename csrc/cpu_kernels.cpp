@@ -640,9 +640,12 @@ struct RowLoop {
         if (inner == 0) {  // a column: the row's value, m times, in vector stores (past m: into the slack)
           const Vectorized<scalar_t> v(*reinterpret_cast<const scalar_t*>(row));
           for (int64_t c = 0; c < m; c += Vectorized<scalar_t>::size()) v.store(buffer + k + c);
-        } else if (inner == kSize) {  // rows apart, each contiguous: copied
+        } else if (inner == kSize) {  // rows apart, each contiguous: copied in vectors, the last one masked
+          using V = Vectorized<scalar_t>;
           const auto* from = reinterpret_cast<const scalar_t*>(row) + i;
-          std::copy(from, from + m, buffer + k);
+          int64_t c = 0;
+          for (; c + V::size() <= m; c += V::size()) V::loadu(from + c).store(buffer + k + c);
+          if (c < m) V::loadu(from + c, m - c).store(buffer + k + c);  // past m: into the slack
         } else {
           for (int64_t c = 0; c < m; ++c) buffer[k + c] = *reinterpret_cast<const scalar_t*>(row + (i + c) * inner);
         }
