@@ -583,14 +583,17 @@ struct RowLoop {
       repeated_row |= t >= first_input && size1 > 1 && strides[t] == kSize && outer[t] == 0;
     }
     // Flat where it is worth it: a repeated row in a tile (under a quarter of a buffer); a strided operand
-    // (rows() would run scalar steps only) for a formula whose scalar steps cost more than gathering; short rows,
-    // whose scalar steps and per-row cost exceed gathering; rows of a few steps and a tail, unless only that
-    // would gather a copy for a cheap formula (sliced rows of 24 floats multiplied: 12 -> 15 us gathered).
-    // (A strided multiply gathered: twice as slow.)
+    // (rows() would run scalar steps only) for a formula whose scalar steps cost more than gathering: exp or log,
+    // or any formula in half or bfloat16, whose scalar steps convert (bfloat16 add of every other element,
+    // 65536, one thread: 72 -> 38 us, torch 51; a transposed operand whose rows lie 4096 bytes apart is the
+    // exception, 2048^2: 13.5 -> 23 ms, torch 20); short rows, whose scalar steps and per-row cost exceed
+    // gathering; rows of a few steps and a tail, unless only that would gather a copy for a cheap formula (sliced
+    // rows of 24 floats multiplied: 12 -> 15 us gathered). (A strided float multiply gathered: twice as slow.)
     const bool short_rows = size1 > 1 && size0 < IO::kStep;
     const bool tail_rows = size1 > 1 && size0 % IO::kStep != 0 && size0 < 4 * IO::kStep;
     const bool tiled_row = repeated_row && size0 <= kBufferElements / 4, exp_or_log = ExpOrLog<Op>::value;
-    const bool other_reason = tiled_row || (strided && exp_or_log) || short_rows;
+    const bool costly_scalar_steps = exp_or_log || c10::is_reduced_floating_point_v<scalar_t>;
+    const bool other_reason = tiled_row || (strided && costly_scalar_steps) || short_rows;
     const bool worth = other_reason || tail_rows, tail_only_cheap = !other_reason && !exp_or_log;
     if (n == 0 || !worth) return;
     bool tiled = false;
