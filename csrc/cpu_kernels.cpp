@@ -1,9 +1,9 @@
 // CPU loops: every formula of formulas.h, over any layout the iterator plans.
-// Rows whose tensors are contiguous (or broadcast scalars) run at::vec::Vectorized in opmath
-// precision (half and bfloat16 widened to float), a formula with exp or log, or any formula in half or bfloat16,
-// to the row's end in a masked last step; other rows run the scalar formula with strides, unless short rows,
-// rows of a few steps and a tail, or strided operands make a block worth running as one flat run
-// (RowLoop::plan_block).
+// Rows whose tensors are contiguous (or broadcast scalars) run at::vec::Vectorized in opmath precision (half and
+// bfloat16 widened to float), to the row's end in a masked last step where the rest is worth one (a formula with
+// exp or log, any formula in half or bfloat16, a tail of four or more); other rows run the scalar formula with
+// strides, unless short rows, rows of a few steps and a tail, or strided operands make a block worth running as
+// one flat run (RowLoop::plan_block).
 // at::TensorIterator splits the work into rows and at::parallel_for spreads rows over threads.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -392,21 +392,20 @@ struct RowLoop {
     return i;
   }
 
-  // The last step of a contiguous row, of count elements from i (fewer than a step), for a formula that calls
-  // exp or log, whose scalar steps cost far more than a vector step (BCE of 111 floats: 1.21 -> 1.11 us, one
-  // thread; a cheap formula keeps its scalar tail in float, as torch's loops do, not in half or bfloat16:
-  // rows_with_tails). Its loads take those lanes only (zeros past them), the formula runs on all lanes, and the
-  // sink keeps the first count results. Not inlined, so that the formula's second copy stays out of the loops
-  // (where GCC would stop inlining the vector math), and given a sink of its own, so that the row's sink's
-  // address never escapes into the call (given the row's sink, BCE-with-logits of 96 floats, with no tail, took
-  // 1.20 us instead of 1.14). Returns the domain errors.
+  // The last step of a contiguous row, of count elements from i (fewer than a step), for a formula that calls exp or
+  // log, whose scalar steps cost far more than a vector step (BCE of 111 floats: 1.21 -> 1.11 us, one thread; a cheap
+  // formula's tail: rows_with_tails). Its loads take those lanes only (zeros past them), the formula runs on all lanes,
+  // and the sink keeps the first count results. Not inlined, so that the formula's second copy stays out of the loops
+  // (where GCC would stop inlining the vector math), and given a sink of its own, so that the row's sink's address
+  // never escapes into the call (given the row's sink, BCE-with-logits of 96 floats, with no tail, took 1.20 us instead
+  // of 1.14). Returns the domain errors.
   template <typename Sink>
   C10_NOINLINE int partial_step(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t i,
                                 int64_t count, Sink& sink) const {
     return masked_step(in, once, i, count, sink);
   }
-  // The masked step itself: inlined into partial_step, and into the rows of rows_with_tails (a cheap formula in
-  // half or bfloat16), which continue the row's own sink. Its step is vector_steps' loop body written again:
+  // The masked step itself: inlined into partial_step, and into the rows of rows_with_tails (a cheap formula),
+  // which continue the row's own sink. Its step is vector_steps' loop body written again:
   // shared through one inlined helper, the loops' code changed and BCE 'mean' at 65536 took 2-3% longer.
   template <typename Sink>
   C10_ALWAYS_INLINE int masked_step(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t i,
@@ -543,13 +542,21 @@ struct RowLoop {
     return errors;
   }
 
-  // A cheap formula's rows in half or bfloat16 that end in a tail: there each scalar step converts, and a row of
-  // 48 bfloat16 elements sliced from rows of 64 (a vector step of 32, then 16 scalar steps) took 28 us at 65536
-  // elements, one thread (torch 10); ending in a masked step inlined here, 7. A second copy of the rows, not
-  // inlined into loop2d, called only for blocks whose rows end in a tail. Float formulas are not given it: with
-  // it, inlined into loop2d or not, (R, 16) * (R, 1), rows with no tail, took 7.2 us instead of 6.0, for float
-  // rows of 24 sliced from 32 taking 9.5 instead of 12.3.
-  static constexpr bool kMaskedTails = !ExpOrLog<Op>::value && c10::is_reduced_floating_point_v<scalar_t>;
+  // A cheap formula's rows that end in a tail of at least kShortestMaskedTail elements. In half or bfloat16,
+  // where each scalar step converts, any tail: a row of 48 bfloat16 elements sliced from rows of 64 (a vector
+  // step of 32, then 16 scalar steps) took 28 us at 65536 elements, one thread (torch 10); ending in a masked
+  // step inlined here, 7. In float and double, tails of 4 or more: float rows of 24 sliced from 32 12 -> 10 us
+  // (torch 8), and per row of 64 + t sliced from 128, mul 12.1-12.7 -> 9.6-9.9 ns at t = 15, MSE 13.4 -> 8.1;
+  // a tail of 1-3 costs less in scalar steps (MSE t = 1: 7.8 ns scalar, 8.2-8.4 masked). A second copy of the
+  // rows, not inlined into loop2d, called only for blocks whose rows end in such a tail.
+  static constexpr bool kMaskedTails = !ExpOrLog<Op>::value;
+  static constexpr int64_t kShortestMaskedTail = c10::is_reduced_floating_point_v<scalar_t> ? 1 : 4;
+  // Whether rows of n elements end in such a tail. Any tail written as `!= 0`: as `>= 1` (n % kStep could be
+  // negative, for all GCC knows) or taken unsigned, GCC's code for the rows of half and bfloat16 changed, and rows
+  // of 32 bfloat16 elements beside a column took 6.0-6.7 us instead of 5.5.
+  static constexpr bool masked_tail(int64_t n) {
+    return kShortestMaskedTail == 1 ? n % IO::kStep != 0 : n % IO::kStep >= kShortestMaskedTail;
+  }
   template <typename MakeSink>
   C10_NOINLINE int rows_with_tails(char* const* data, const int64_t* strides, const int64_t* outer, int64_t n,
                                    int64_t count, const Layout& l, const MakeSink& make_sink) const {
@@ -658,8 +665,8 @@ struct RowLoop {
   }
 
   // Adapts rows() to TensorIterator's 2-D loop: size1 rows of size0 elements, run in one call of rows(), or as
-  // one flat run (plan_block) in segments, each a call of one row. A cheap formula in half or bfloat16 calls
-  // rows_with_tails instead for rows that end in a tail.
+  // one flat run (plan_block) in segments, each a call of one row. A cheap formula calls rows_with_tails instead
+  // for rows that end in a tail worth a masked step.
   template <typename MakeSink>
   auto loop2d(int ntensors, std::atomic<int>& errors, MakeSink make_sink) const {
     return [this, ntensors, make_sink, &errors](char** base, const int64_t* strides, int64_t size0,
@@ -683,7 +690,7 @@ struct RowLoop {
       for (int64_t e = 0; e < n; e += length) {
         const int64_t len = std::min(length, n - e);
         if (flat) gather(base, strides, size0, ntensors, plan, e, len);
-        if (kMaskedTails && l.contiguous && (flat ? len : size0) % IO::kStep != 0) {
+        if (kMaskedTails && l.contiguous && masked_tail(flat ? len : size0)) {
           local |= rows_with_tails(data.data(), inner.data(), strides + ntensors, flat ? len : size0,
                                    flat ? 1 : size1, l, make_sink);
         } else {
