@@ -517,6 +517,10 @@ struct RowLoop {
           };
           for (; !contiguous && i + 3 < n; i += 4) sink.scalar_four(at(i), at(i + 1), at(i + 2), at(i + 3));
         }
+        // Unrolled four times: a loop this short ran at 1.4 or 2.2 cycles an element by where it fell in its
+        // 64-byte blocks (MSE 'none' of every other element, 65536 floats, one thread: 20 or 31 us, with the
+        // same instructions); unrolled, 17.3-17.9 us wherever GCC aligns it (torch 22).
+#pragma GCC unroll 4
         for (; i < n; ++i) {
           std::array<acc_t, N> args;
           for (int a = 0; a < N; ++a) {
