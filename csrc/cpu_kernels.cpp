@@ -598,14 +598,18 @@ struct RowLoop {
     // or any formula in half or bfloat16, whose scalar steps convert (bfloat16 add of every other element,
     // 65536, one thread: 72 -> 38 us, torch 51; a transposed operand whose rows lie 4096 bytes apart is the
     // exception, 2048^2: 13.5 -> 23 ms, torch 20); short rows, whose scalar steps and per-row cost exceed
-    // gathering; rows of a few steps and a tail, unless only that would gather a copy for a cheap formula (sliced
-    // rows of 24 floats multiplied: 12 -> 15 us gathered). (A strided float multiply gathered: twice as slow.)
+    // gathering; rows of a few steps and a tail. But a cheap formula is not given a gathered copy for the last
+    // two reasons alone: its sliced rows end in a masked step (rows_with_tails), cheaper than copying them (rows
+    // of 24 floats sliced from 32, multiplied: 12 -> 15 us gathered; rows of 7 sliced from 8, 65536, one thread:
+    // 33 us gathered, 22 row by row, torch 19), unless shorter than 4 (rows of 2 multiplied: 100 gathered, 63 row
+    // by row, but MSE 102 -> 113). (A strided float multiply gathered: twice as slow.)
     const bool short_rows = size1 > 1 && size0 < IO::kStep;
     const bool tail_rows = size1 > 1 && size0 % IO::kStep != 0 && size0 < 4 * IO::kStep;
     const bool tiled_row = repeated_row && size0 <= kBufferElements / 4, exp_or_log = ExpOrLog<Op>::value;
     const bool costly_scalar_steps = exp_or_log || c10::is_reduced_floating_point_v<scalar_t>;
-    const bool other_reason = tiled_row || (strided && costly_scalar_steps) || short_rows;
-    const bool worth = other_reason || tail_rows, tail_only_cheap = !other_reason && !exp_or_log;
+    const bool gathered_short_rows = short_rows && (exp_or_log || size0 < 4);
+    const bool other_reason = tiled_row || (strided && costly_scalar_steps) || gathered_short_rows;
+    const bool worth = other_reason || short_rows || tail_rows, copies_not_worth = !other_reason && !exp_or_log;
     if (n == 0 || !worth) return;
     bool tiled = false;
     for (int t = 0; t < ntensors; ++t) {
@@ -626,7 +630,7 @@ struct RowLoop {
         plan.tile[t] = reinterpret_cast<char*>(buffer);
         tiled = true;
       } else {
-        if (tail_only_cheap && strides[t] != 0) return;  // a copy for a cheap formula: not worth it
+        if (copies_not_worth && strides[t] != 0) return;  // a copy for a cheap formula: not worth it
         plan.gathered[t] = true;
       }
       plan.data[t] = reinterpret_cast<char*>(buffer);

@@ -84,8 +84,9 @@ def test_binary_broadcast(op, device, dtype, shapes):
 # (csrc/cpu_kernels.cpp, plan_block): rows shorter than a vector step, longer, at the tile's limit. A column
 # beside rows of one vector step runs row by row, the rows' layout decided once; beside rows of a few steps and a
 # tail, flat (and sliced rows then gathered for sigmoid, whose scalar steps cost more). Longer rows sliced from wider
-# ones end in a masked vector step where a scalar step costs more (bfloat16 and half, sigmoid). Each entry: (a, b)
-# from a maker.
+# ones end in a masked vector step where a scalar step costs more (bfloat16 and half, sigmoid, a tail of four or
+# more); sliced rows shorter than a vector step run row by row in that step, or, under four elements, gathered.
+# Each entry: (a, b) from a maker.
 ROWS = {
     "row-broadcast": lambda m: (m((64, 1024)), m((1024,))),
     "narrow-rows": lambda m: (m((1000, 3)), m((3,))),
@@ -99,6 +100,8 @@ ROWS = {
     "short-column": lambda m: (m((600, 24)), m((600, 1))),
     "sliced-short-rows": lambda m: (m((300, 29))[:, :24], m((300, 29))[:, 5:]),
     "sliced-rows-tail": lambda m: (m((40, 100))[:, :90], m((40, 100))[:, 10:]),
+    "sliced-narrow-rows": lambda m: (m((500, 8))[:, :7], m((500, 9))[:, 2:]),
+    "sliced-tiny-rows": lambda m: (m((500, 4))[:, :3], m((500, 4))[:, 1:]),
     "outer": lambda m: (m((64, 1)), m((1, 256))),
     "aligned-slices": lambda m: (m((33, 1032))[:, 8:], m((33, 1024))),
     "misaligned-rows": lambda m: (m((33, 1030))[:, :1024], m((1024,))),

@@ -201,11 +201,12 @@ def test_mse_weight_with_broadcast_target(device, reduction):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("loss", list(LOSSES))
-@pytest.mark.parametrize("cols", [1024, 90])
+@pytest.mark.parametrize("cols", [1024, 90, 7])
 def test_loss_rows(loss, device, dtype, reduction, cols):
     """Inputs in the rows of wider buffers (row starts 16-byte aligned for the input, not for the
     target) and a weight repeated on every row: on CUDA, the rows layout, summed or not. Rows of 90 end in
-    a part of a vector step (on the CPU a masked step, summed or stored, or scalar steps)."""
+    a part of a vector step, and rows of 7 are shorter than one (on the CPU a masked step, summed or stored, or
+    scalar steps; or gathered)."""
     ours, theirs, values, _ = LOSSES[loss]
     low, high = values or (-3.0, 3.0)
     x = make((33, cols + 8), dtype, device, low=low, high=high)[:, 8:].detach().requires_grad_()
