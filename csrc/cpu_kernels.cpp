@@ -664,7 +664,8 @@ struct RowLoop {
           int64_t c = 0;
           for (; c + V::size() <= m; c += V::size()) V::loadu(from + c).store(buffer + k + c);
           if (c < m) V::loadu(from + c, m - c).store(buffer + k + c);  // past m: into the slack
-        } else {
+        } else {  // unrolled as the scalar steps are (sigmoid of every other float, 65536: 31.8 -> 26.5 us)
+#pragma GCC unroll 4
           for (int64_t c = 0; c < m; ++c) buffer[k + c] = *reinterpret_cast<const scalar_t*>(row + (i + c) * inner);
         }
         k += m;
