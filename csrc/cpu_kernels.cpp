@@ -404,9 +404,9 @@ struct RowLoop {
                                 int64_t count, Sink& sink) const {
     return masked_step(in, once, i, count, sink);
   }
-  // The masked step itself: inlined into partial_step, and into the rows of rows_with_tails (a cheap formula),
-  // which continue the row's own sink. Its step is vector_steps' loop body written again:
-  // shared through one inlined helper, the loops' code changed and BCE 'mean' at 65536 took 2-3% longer.
+  // The masked step itself: inlined into partial_step, and into the rows of rows_with_tails (a cheap formula), which
+  // continue the row's own sink. Its step is vector_steps' loop body written again: shared through one inlined
+  // helper, the loops' code changed and BCE 'mean' at 65536 took 2-3% longer.
   template <typename Sink>
   C10_ALWAYS_INLINE int masked_step(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t i,
                                     int64_t count, Sink& sink) const {
