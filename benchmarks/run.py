@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
 import math
 import os
 import re
@@ -174,10 +175,43 @@ def measure(fn: Callable[[int], object], device: str, sets: int, min_time: float
 ROUNDS = 5
 
 
+_mapped_libraries = set()
+
+
+def map_library_pages():
+    """Maps in every page of the shared libraries loaded so far, each library once (Linux).
+
+    A masked vector load whose mask is empty never faults, so it never maps in the page it points at, and on
+    AMD's Zen CPUs each such load of a page not mapped in takes a microcode assist. Sleef's float log1p
+    (torch.log1p; torch.compile's code for BCE and BCE-with-logits) does one a call, from a constant of
+    libtorch_cpu: 545 instead of 60 us for 2^16 floats on one thread, until something maps that page in, which
+    happens or not with the process's history (NOTES, session 26: the "slow log1p" hosts). Mapped in first,
+    every provider runs at its own speed."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    populate_read = 22  # MADV_POPULATE_READ, Linux 5.14
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) < 6 or not fields[1].startswith("r") or ".so" not in fields[5] or line in _mapped_libraries:
+                continue
+            start, end = (int(v, 16) for v in fields[0].split("-"))
+            if libc.madvise(start, end - start, populate_read) != 0:  # an older kernel: a read of each page
+                for page in range(start, end, resource.getpagesize()):
+                    ctypes.c_char.from_address(page).value
+            _mapped_libraries.add(line)
+
+
 def measure_side_by_side(fns: Dict[str, Callable[[int], object]], device: str, sets: int,
                          min_time: float) -> Dict[str, Samples]:
     """Samples of each provider's fn, measured in turn for ROUNDS rounds of min_time / ROUNDS each: a slow
-    spell of the host (this VM's neighbours) then hits every provider alike, not only the one it lands on."""
+    spell of the host (this VM's neighbours) then hits every provider alike, not only the one it lands on.
+    Each fn is called once first (a compiled one loads its code), then every library's pages mapped in."""
+    for fn in fns.values():
+        fn(0)
+    map_library_pages()
     samples = {provider: Samples() for provider in fns}
     for _ in range(ROUNDS):
         for provider, fn in fns.items():

@@ -73,6 +73,26 @@ def test_samples_count_page_faults_per_call():
     assert both == fresh + reused and both.faults == fresh.faults + reused.faults
 
 
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux's /proc/self/smaps")
+def test_library_pages_are_mapped_in_before_timing():
+    """Every page of libtorch_cpu's readable mappings is in the process's page tables after map_library_pages()
+    (a masked load from one that is not takes a microcode assist on AMD's CPUs: Sleef's log1p 10x slower)."""
+    run = load_harness()
+    run.map_library_pages()
+    sizes = {}  # each readable mapping of libtorch_cpu: [size, resident] in kB
+    current = None
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+            current = None
+            if len(fields) >= 6 and fields[5].endswith("libtorch_cpu.so") and fields[1].startswith("r"):
+                current = sizes.setdefault(fields[0], [0, 0])
+        elif current is not None and fields[0] in ("Size:", "Rss:"):
+            current[fields[0] == "Rss:"] = int(fields[1])
+    assert sizes, "libtorch_cpu.so is not mapped"
+    assert all(resident == size for size, resident in sizes.values()), sizes
+
+
 @pytest.mark.parametrize("argv, bad", [(["--modes", "forward"], "--modes"), (["--ops", "adds"], "--ops"),
                                        (["--dtypes", "float64"], "--dtypes"), (["--providers", "inductor"],
                                                                              "--providers")])
