@@ -1,6 +1,7 @@
 // The error of pyext's AVX-512 exp and log (csrc/avx512_math.h) over every float, against the exact value
 // (double's), beside Sleef's (torch's Vectorized<float>::exp, and the u35 log we used before); and of its
-// softplus ln(1 + e^z) over every z <= 0, from the table and the branch (log1p_exp), and as log1p_unit(exp(z)).
+// softplus ln(1 + e^z) over every z <= 0, from the table and the branch (log1p_exp), and as log1p_unit(exp(z));
+// and of BCE's ln(1 + x) over every x in [-1, 0] (log1p_neg_unit).
 // Build and run (about 3 minutes), with torch's headers and libraries (Sleef is linked into libtorch_cpu):
 //   T=$(python -c 'import torch, os; print(os.path.dirname(torch.__file__))')
 //   g++ -O2 -std=c++17 -mavx512f -mavx512dq -mfma benchmarks/avx512_math_exhaustive.cpp -I$T/include \
@@ -74,6 +75,15 @@ int main() {
       composed.add(x[k], b[k], e);
     }
   }
+  Worst log1p_neg;  // ln(1 + x) for BCE's x in [-1, 0]: every float from -0 to -1
+  for (uint64_t bits = 0x80000000u; bits <= 0xbf800000u; bits += 16) {
+    const __m512 v = floats(bits, x);
+    _mm512_store_ps(a, pyext::avx512::log1p_neg_unit(v));
+    for (int k = 0; k < 16; ++k) {
+      if (x[k] >= -1.f) log1p_neg.add(x[k], a[k], std::log1p(double(x[k])));
+    }
+  }
+  std::printf("ln(1 + x), x in [-1, 0]: log1p_neg_unit %.3f ulp (at %.9g)\n", log1p_neg.ulps, log1p_neg.at);
   std::printf("ln(1 + e^z), z <= 0: table %.3f ulp (at %.9g), branch %.3f ulp (at %.9g); log1p_unit(exp(z)) "
               "everywhere %.3f ulp (at %.9g)\n", table.ulps, table.at, branch.ulps, branch.at, composed.ulps,
               composed.at);

@@ -55,20 +55,12 @@ struct Math<Vectorized<S>> {
     return x.log();
   }
   // ln(1 + x) = ln(u + c) with u = 1 + x rounded and c = x - (u - 1) its rounding error (exact for |x| <= 1;
-  // beyond, under half an ulp of ln u): on AVX-512, c joins the log's reduced argument (avx512::log); else
-  // ln(u) + c / u, the first-order correction. As accurate as ln, also near x = 0 (where it gives x, but +0 for
-  // -0), and several times faster than Sleef's vector log1p. ln(u) alone at u = 0 (-inf) and at x = +inf.
+  // beyond, under half an ulp of ln u): ln(u) + c / u, the first-order correction. As accurate as ln, also near
+  // x = 0 (where it gives x, but +0 for -0), and several times faster than Sleef's vector log1p. ln(u) alone at
+  // u = 0 (-inf) and at x = +inf. (BCE's, on AVX-512: UnitIntervalMath below.)
   static V log1p(V x) {
     const V u = V(1) + x;
     const V c = x - (u - V(1));
-#if defined(CPU_CAPABILITY_AVX512)
-    if constexpr (std::is_same_v<S, float>) {
-      const __mmask16 special = _mm512_cmp_ps_mask(u, _mm512_setzero_ps(), _CMP_EQ_OQ) |
-                                _mm512_cmp_ps_mask(x, _mm512_set1_ps(std::numeric_limits<float>::infinity()),
-                                                   _CMP_EQ_OQ);
-      return avx512::log(u, c, static_cast<__mmask16>(~special));  // corrected where not special
-    }
-#endif
     const V special = (u == V(0)) | (x == V(std::numeric_limits<S>::infinity()));
     const V ln_u = log(u);
     return V::blendv(ln_u + c / u, ln_u, special);
@@ -99,6 +91,21 @@ struct Math<Vectorized<S>> {
     return V::blendv(a, b, kMax ? a < b : b < a);
   }
 };
+
+// The math of a formula over T: for float vectors on AVX-512, where the formula's arguments are checked to lie
+// in [0, 1] (BCE; formulas.h's ChecksUnitInterval), a log1p for that domain only, as the GPU's
+// (cuda/math_unit.cuh); an element outside gives an unspecified value, and the call an error. Else Math<T>.
+#if defined(CPU_CAPABILITY_AVX512)
+struct UnitIntervalMath : Math<Vectorized<float>> {
+  static Vectorized<float> log1p(Vectorized<float> x) { return avx512::log1p_neg_unit(x); }  // x in [-1, 0]
+};
+template <typename T, typename Op>
+using MathFor = std::conditional_t<std::is_same_v<T, Vectorized<float>> && ChecksUnitInterval<Op>::value,
+                                   UnitIntervalMath, Math<T>>;
+#else
+template <typename T, typename Op>
+using MathFor = Math<T>;
+#endif
 
 namespace cpu {
 namespace {
@@ -346,7 +353,7 @@ struct RowLoop {
 
   template <typename T, size_t... I>
   Results<T, K> call(const std::array<T, N>& v, std::index_sequence<I...>) const {
-    return as_results<K>(op(v[I]...));
+    return as_results<K>(op.template operator()<T, MathFor<T, Op>>(v[I]...));
   }
   template <typename T>
   Results<T, K> call(const std::array<T, N>& v) const { return call(v, std::make_index_sequence<N>{}); }
