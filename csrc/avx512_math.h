@@ -51,11 +51,14 @@ inline __m512 exp(__m512 x) {
   return _mm512_scalef_ps(e_r, n);
 }
 
-// ln m + e ln2 for m = 1 + r in [0.75, 1.5): ln m = r + r^2 q(r), q of degree 8 (log_polynomial.h)
-inline __m512 log_reduced(__m512 r, __m512 e) {
+// ln m for m = 1 + r in [0.75, 1.5): r + r^2 q(r), q of degree 8 (log_polynomial.h)
+inline __m512 log_mantissa(__m512 r) {
   const __m512 r2 = _mm512_mul_ps(r, r);
-  const __m512 ln_m = _mm512_fmadd_ps(r2, poly(r, r2, kLogQ), r);
-  return _mm512_fmadd_ps(e, _mm512_set1_ps(kLn2Hi), _mm512_fmadd_ps(e, _mm512_set1_ps(kLn2Lo), ln_m));
+  return _mm512_fmadd_ps(r2, poly(r, r2, kLogQ), r);
+}
+// ln m + e ln2
+inline __m512 log_reduced(__m512 r, __m512 e) {
+  return _mm512_fmadd_ps(e, _mm512_set1_ps(kLn2Hi), _mm512_fmadd_ps(e, _mm512_set1_ps(kLn2Lo), log_mantissa(r)));
 }
 
 // ln x = e ln2 + ln m, x = m 2^e with m in [0.75, 1.5) (getmant and getexp, which also take subnormals; m is
@@ -83,26 +86,12 @@ inline __m512 log1p_neg_unit(__m512 x) {
   return log_reduced(_mm512_fmadd_ps(x, s, _mm512_sub_ps(s, one)), _mm512_getexp_ps(v));
 }
 
-// ln(1 + t) for t in [0, 1] (NaN for NaN): u = 1 + t in [1, 2], so its reduction is known without getmant,
-// getexp or special lanes: for u < 1.5, m = u and r = t (exactly, where u itself may round); else m = u / 2,
-// e = 1 and r = (t - 1) / 2 (exact in one fma). log's polynomial, in about half log1p's instructions. For
-// log_sigmoid's ln(1 + e^-|x|) (formulas.h).
-inline __m512 log1p_unit(__m512 t) {
-  const __mmask16 halved = _mm512_cmp_ps_mask(_mm512_add_ps(t, _mm512_set1_ps(1.f)), _mm512_set1_ps(1.5f),
-                                              _CMP_GE_OQ);
-  const __m512 half = _mm512_set1_ps(0.5f);
-  const __m512 r = _mm512_mask_fmsub_ps(t, halved, half, half);  // t, or t / 2 - 1 / 2
-  const __m512 r2 = _mm512_mul_ps(r, r);
-  const __m512 ln_m = _mm512_fmadd_ps(r2, poly(r, r2, kLogQ), r);
-  const __m512 low = _mm512_mask_add_ps(ln_m, halved, ln_m, _mm512_set1_ps(kLn2Lo));
-  return _mm512_mask_add_ps(low, halved, low, _mm512_set1_ps(kLn2Hi));
-}
-
 // ln(1 + e^z) for z <= 0 (NaN for NaN), BCE-with-logits' softplus. For z in (-15.5, 0], from a table
 // (softplus_table.h, fitted by benchmarks/fit_polynomials.py): piece i = round(-z), u = z + i (exact: z and -i
 // lie within a factor of two, or i = 0), hi[i] + (lo[i] + u Q_i(u)) with Q_i's coefficients picked per lane by
 // permutes, summed as hi + (q0 u + (lo + u^2 (q1 + q2 u + ...))), which rounds the two large terms once each:
-// within 1.11 ulp over every float in (-15.5, 0] (log1p_unit(exp(z)): 1.70; the order hi + (lo + u Q): 1.95).
+// within 1.11 ulp over every float in (-15.5, 0] (the composed log1p_unit(exp(z)) of
+// benchmarks/avx512_math_exhaustive.cpp: 1.70; the order hi + (lo + u Q): 1.95).
 // In BCE-with-logits' forward loop, half the time of log1p_unit(exp(z)) (3.3 against 6.9 ns a vector, one
 // thread, a Zen 5). The lanes at or below -15.5 and NaN take a branch, taken only by a vector that has such a
 // lane: t - t^2 / 2 from t = e^z (within 1.14 ulp there). log1p_unit(exp(z)) there is up to 2.4x slower (z = -60:
