@@ -34,6 +34,9 @@ def test_mul_backward(device, shapes):
     a, b = rand(shapes[0], device=device), rand(shapes[1], device=device)
     g = rand(torch.broadcast_shapes(a.shape, b.shape), device=device)
     check(torch.ops.pyext.mul_backward, (g, a, b))
+    # one result used: the node's other incoming gradient is undefined (zero)
+    check(lambda *t: torch.ops.pyext.mul_backward(*t)[0], (g, a, b))
+    check(lambda *t: torch.ops.pyext.mul_backward(*t)[1], (g, a, b))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -157,7 +160,7 @@ def _calls(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_graph_recorded_exactly_when_a_gradient_is_wanted(device):
-    # Calls that want no gradient skip the autograd Function (a faster path): they must record nothing,
+    # Calls that want no gradient skip the graph node (a faster path): they must record nothing,
     # and every call that wants one must still record it, whichever input wants it.
     for name, fn, inputs in _calls(device):
         out = fn(*inputs)
@@ -172,8 +175,34 @@ def test_graph_recorded_exactly_when_a_gradient_is_wanted(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_nodes_keep_autograds_contract(device):
+    # Each recorded call is a graph node of pyext's own (csrc/autograd.cpp), its saved tensors SavedVariables:
+    # torch's errors for a second backward and for a saved tensor changed in place, and saved-tensor hooks.
+    saves_nothing = {"add", "add scalar", "mul scalar"}
+    for name, fn, inputs in _calls(device):
+        leaves = [t.detach().requires_grad_() for t in inputs]
+        packed = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+            out = fn(*leaves)
+        assert out.grad_fn.name().startswith("pyext::"), name
+        assert bool(packed) == (name not in saves_nothing), name
+        out.sum().backward()
+        if name in saves_nothing:
+            continue
+        with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+            out.sum().backward()
+        inner = [t * 1 for t in leaves]  # not leaves: changed in place below
+        out = fn(*inner)
+        loss = out.sum()
+        with torch.no_grad():
+            (out if name == "sigmoid" else inner[0]).add_(1)  # sigmoid saves its output, the others their first input
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_forward_mode_ad_is_a_clear_error(device):
-    # Not supported (C++ autograd Functions have no jvp): a tangent on any input is an error, never dropped.
+    # Not supported (no op has a jvp formula): a tangent on any input is an error, never dropped.
     import torch.autograd.forward_ad as fwAD
 
     for name, fn, inputs in _calls(device):
