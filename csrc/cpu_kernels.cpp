@@ -665,6 +665,12 @@ struct RowLoop {
         if (inner == 0) {  // a column: the row's value, m times, in vector stores (past m: into the slack)
           const Vectorized<scalar_t> v(*reinterpret_cast<const scalar_t*>(row));
           for (int64_t c = 0; c < m; c += Vectorized<scalar_t>::size()) v.store(buffer + k + c);
+        } else if (inner == kSize && m <= 4) {
+          // A row of at most four elements, copied element by element: a vector store for each row wrote 64 bytes
+          // where a row of two floats needs 8, across two cache lines each (rows of 2 floats sliced from 4,
+          // multiplied, 65536 elements, one thread: 169 -> 115 us, torch 72-85; MSE 176 -> 106-116, torch 104-114)
+          const auto* from = reinterpret_cast<const scalar_t*>(row) + i;
+          for (int64_t c = 0; c < m; ++c) buffer[k + c] = from[c];
         } else if (inner == kSize) {  // rows apart, each contiguous: copied in vectors, the last one masked
           using V = Vectorized<scalar_t>;
           const auto* from = reinterpret_cast<const scalar_t*>(row) + i;
