@@ -118,6 +118,20 @@ struct RecordedNode : Node {
   }
 };
 
+// Saves each argument, in order: a tensor (as an input) among the saved tensors, a number among the numbers.
+template <typename... Args>
+void save_all(RecordedNode& n, const Args&... args) {
+  const auto save = [&](const auto& a) {
+    using A = std::decay_t<decltype(a)>;
+    if constexpr (std::is_same_v<A, Tensor> || std::is_same_v<A, OptTensor>) {
+      n.save(a);
+    } else {
+      n.data.emplace_back(a);
+    }
+  };
+  (save(args), ...);
+}
+
 // The gradients of F's tensor arguments: all undefined where no gradient comes in (as torch's nodes do).
 template <typename F>
 variable_list backward_of(const Context& c, const variable_list& grads, size_t edges) {
@@ -273,10 +287,7 @@ struct AddScalarFunction {
 struct MulFunction {
   static constexpr const char* name = "MulBackward";
   static constexpr Tensor (*op)(const Tensor&, const Tensor&) = call::mul;
-  static void save(RecordedNode& n, const Tensor& a, const Tensor& b, const Tensor&) {
-    n.save(a);
-    n.save(b);
-  }
+  static void save(RecordedNode& n, const Tensor& a, const Tensor& b, const Tensor&) { save_all(n, a, b); }
   static variable_list backward(const Context& c, const variable_list& grads) {
     // d/da = b, d/db = a: both in one pass where both are wanted (5 transfers an element, not 6), unless a CPU
     // number sits beside a CUDA tensor (which the pass does not take)
@@ -319,10 +330,7 @@ struct BceFunction {
   static constexpr auto op = call::bce;
   static void save(RecordedNode& n, const Tensor& x, const Tensor& y, const OptTensor& w, int64_t reduction,
                    const Tensor&) {
-    n.save(x);
-    n.save(y);
-    n.save(w);
-    n.data.emplace_back(reduction);
+    save_all(n, x, y, w, reduction);
   }
   static variable_list backward(const Context& c, const variable_list& grads) {
     const auto& s = c.saved;
@@ -340,11 +348,7 @@ struct BceLogitsFunction {
   static constexpr auto op = call::bce_logits;
   static void save(RecordedNode& n, const Tensor& x, const Tensor& y, const OptTensor& w, const OptTensor& p,
                    int64_t reduction, const Tensor&) {
-    n.save(x);
-    n.save(y);
-    n.save(w);
-    n.save(p);
-    n.data.emplace_back(reduction);
+    save_all(n, x, y, w, p, reduction);
   }
   static variable_list backward(const Context& c, const variable_list& grads) {
     const auto& s = c.saved;
@@ -362,9 +366,7 @@ struct MseFunction {
   static constexpr const char* name = "MseLossBackward";
   static constexpr auto op = call::mse;
   static void save(RecordedNode& n, const Tensor& x, const Tensor& y, int64_t reduction, const Tensor&) {
-    n.save(x);
-    n.save(y);
-    n.data.emplace_back(reduction);
+    save_all(n, x, y, reduction);
   }
   static variable_list backward(const Context& c, const variable_list& grads) {
     // d/dx = norm (x - y) g; d/dy is the same with x and y swapped
@@ -397,20 +399,6 @@ Tensor reduce_like(const Tensor& unreduced, int64_t reduction, const c10::SymInt
 
 // g_w = gg w (gg without a weight)
 Tensor times_weight(const Tensor& gg, const OptTensor& w) { return w ? call::mul(gg, *w) : gg; }
-
-// What a backward op saves: its tensor arguments, then its reduction.
-template <typename... Args>
-void save_all(RecordedNode& n, const Args&... args) {
-  const auto save = [&](const auto& a) {
-    using A = std::decay_t<decltype(a)>;
-    if constexpr (std::is_same_v<A, Tensor> || std::is_same_v<A, OptTensor>) {
-      n.save(a);
-    } else {
-      n.data.emplace_back(a);
-    }
-  };
-  (save(args), ...);
-}
 
 // ga = g b, gb = g a: d/dg = gg_a b + gg_b a, d/da = gg_b g, d/db = gg_a g. Either incoming gradient may be
 // undefined (that result unused): its terms are zero.
