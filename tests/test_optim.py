@@ -101,6 +101,10 @@ def test_half_types_within_torch_error(device, dtype, option):
     assert rms(ours) <= rms(theirs) * 1.05, (rms(ours), rms(theirs))
     eps = torch.finfo(dtype).eps
     fused = run(torch.optim.SGD, dtype, fused=True)
+    if rms(fused) > 10 * rms(theirs):
+        # torch's own fused step is off, so there is nothing to agree with: torch 2.11's CPU fused SGD in float16
+        # and bfloat16 (root mean square 0.62 from the float64 run, where its plain step's is 0.0014; right in 2.14)
+        pytest.skip(f"torch {torch.__version__}'s fused SGD in {dtype} is {rms(fused):.3g} from float64")
     if device == "cpu":
         torch.testing.assert_close(ours, fused, rtol=2 * eps, atol=2 * eps)
     else:
