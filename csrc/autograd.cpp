@@ -157,14 +157,19 @@ template <typename F>
 struct Recorded final : RecordedNode {
   std::string name() const override { return std::string("pyext::") + F::name; }
 
-  variable_list apply(variable_list&& grads) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+  // The saved tensors unpacked, the numbers, and which tensor arguments want a gradient in this backward.
+  Context context() {
     Context c;
     c.saved.reserve(saved.size());
     for (const auto& s : saved) c.saved.push_back(s.unpack(getptr()));
     c.data = data;
     for (size_t i = 0; i < num_outputs(); ++i) c.needs.push_back(task_should_compute_output(i));
-    return backward_of<F>(c, grads, num_outputs());
+    return c;
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return backward_of<F>(context(), grads, num_outputs());
   }
 
   // Compiled autograd: the node's cache key and, when it traces, a call of apply_functional (run eagerly, as
@@ -177,15 +182,12 @@ struct Recorded final : RecordedNode {
   variable_list apply_with_saved(const variable_list& grads, SwapSavedVariables& swap) override {
     swap.before(saved);
     swap.before(data);
+    const Context c = context();
     PackedArgs packed;
-    variable_list tensors;
-    for (const auto& s : saved) tensors.push_back(s.unpack(getptr()));
-    packed.pack(tensors);
-    packed.pack(static_cast<int64_t>(data.size()));
-    for (const auto& d : data) packed.pack(d);
-    std::vector<bool> needs;
-    for (size_t i = 0; i < num_outputs(); ++i) needs.push_back(task_should_compute_output(i));
-    packed.pack(needs);
+    packed.pack(c.saved);
+    packed.pack(static_cast<int64_t>(c.data.size()));
+    for (const auto& d : c.data) packed.pack(d);
+    packed.pack(c.needs);
     const auto& args = packed.vec();
     std::vector<at::TypePtr> schema;
     for (const auto& v : args) schema.push_back(v.isTensor() ? at::TensorType::get() : v.type());
