@@ -246,6 +246,25 @@ def test_compare_variants_lines_up_the_runs_of_one_gpu_check(tmp_path, capsys):
         compare.main(["no-such-folder"])
 
 
+def test_layouts_sweep_compares_builds_over_every_layout_and_op():
+    """benchmarks/layouts.py --builds: each build's process runs every op on every layout (each layout's operands
+    broadcast for every op), and the table gives one row per case, a time per build, torch's, and the ratios."""
+    layouts = load_script("layouts")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "layouts.py"), "--builds", str(ROOT), str(ROOT), "--rounds", "1",
+           "--dtypes", "float32", "--min-run-time", "0.001"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split()[:3] == ["op", "layout", "dtype"]
+    cases = {(row.split()[0], row.split()[1]) for row in rows}
+    assert cases == {(op, layout) for op in layouts.OPS for layout in layouts.LAYOUTS}
+    for row in rows:
+        first, second, torch_us, first_ratio, second_ratio = map(float, row.split()[3:])
+        assert min(first, second, torch_us) > 0
+        assert first_ratio == pytest.approx(first / torch_us, abs=0.01)
+        assert second_ratio == pytest.approx(second / torch_us, abs=0.01)
+
+
 def test_emulated_math16_log_stays_within_half_an_ulp(capsys):
     # benchmarks/emulate_math16.py's model of the GPU's 16-bit log (no GPU needed): at MUFU.LG2's error bound,
     # BCE's -ln x rounds to the nearest bfloat16 and float16 but for a few in 10^4
