@@ -600,7 +600,12 @@ struct RowLoop {
       strided |= strides[t] != kSize && (t < first_input || strides[t] != 0);
       repeated_row |= t >= first_input && size1 > 1 && strides[t] == kSize && outer[t] == 0;
     }
-    // Flat where it is worth it: a repeated row in a tile (under a quarter of a buffer); a strided operand
+    // Flat where it is worth it: a repeated row in a tile (under a quarter of a buffer), except for a cheap
+    // formula whose rows are whole vector steps, which runs them row by row unless they are one or two steps, at
+    // least 256 of them: filling the tile (up to a buffer's elements a block) costs more than the rows it saves
+    // (multiplied by a middle-dimension broadcast, 65536 floats, one thread: (128, 32, 16) * (128, 1, 16)
+    // 18.5 -> 15.1 us, (64, 32, 32) 15.0 -> 11.1, torch 10.3 and 8.5; (4096, 16) * (16,) tiled 9.5, row by row
+    // 10.7; an exp or log formula tiled alike, as its rows cost more); a strided operand
     // (rows() would run scalar steps only) for a formula whose scalar steps cost more than gathering: exp or log,
     // or any formula in half or bfloat16, whose scalar steps convert (bfloat16 add of every other element,
     // 65536, one thread: 72 -> 38 us, torch 51; a transposed operand whose rows lie 4096 bytes apart is the
@@ -612,7 +617,9 @@ struct RowLoop {
     // by row, but MSE 102 -> 113). (A strided float multiply gathered: twice as slow.)
     const bool short_rows = size1 > 1 && size0 < IO::kStep;
     const bool tail_rows = size1 > 1 && size0 % IO::kStep != 0 && size0 < 4 * IO::kStep;
-    const bool tiled_row = repeated_row && size0 <= kBufferElements / 4, exp_or_log = ExpOrLog<Op>::value;
+    const bool exp_or_log = ExpOrLog<Op>::value;
+    const bool tiled_row = repeated_row && size0 <= kBufferElements / 4 &&
+                           (exp_or_log || size0 % IO::kStep != 0 || (size0 <= 2 * IO::kStep && size1 >= 256));
     const bool costly_scalar_steps = exp_or_log || c10::is_reduced_floating_point_v<scalar_t>;
     const bool gathered_short_rows = short_rows && (exp_or_log || size0 < 4);
     const bool other_reason = tiled_row || (strided && costly_scalar_steps) || gathered_short_rows;

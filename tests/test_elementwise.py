@@ -80,8 +80,9 @@ def test_binary_broadcast(op, device, dtype, shapes):
 # rows anywhere): operands repeated on every row or along each row, row starts 16-byte aligned or
 # not, column counts a multiple of the 16-byte pack or not. On the CPU, rows of up to 512 bytes repeated
 # beside contiguous operands run as one flat run, the row read from a tile from an offset that changes from
-# chunk to chunk, and a column or a transposed operand beside rows shorter than a vector step is gathered
-# (csrc/cpu_kernels.cpp, plan_block): rows shorter than a vector step, longer, at the tile's limit. A column
+# chunk to chunk, where the rows end in a tail or (for add and mul) are one or two vector steps, at least 256 of
+# them; and a column or a transposed operand beside rows shorter than a vector step is gathered
+# (csrc/cpu_kernels.cpp, plan_block): rows shorter than a vector step, longer, near the tile's limit. A column
 # beside rows of one vector step runs row by row, the rows' layout decided once; beside rows of a few steps and a
 # tail, flat (and sliced rows then gathered for sigmoid, whose scalar steps cost more). Longer rows sliced from wider
 # ones end in a masked vector step where a scalar step costs more (bfloat16 and half, sigmoid, a tail of four or
@@ -91,7 +92,9 @@ ROWS = {
     "row-broadcast": lambda m: (m((64, 1024)), m((1024,))),
     "narrow-rows": lambda m: (m((1000, 3)), m((3,))),
     "short-rows": lambda m: (m((600, 17)), m((17,))),
-    "tile-limit-rows": lambda m: (m((100, 64)), m((64,))),
+    "tile-limit-rows": lambda m: (m((100, 63)), m((63,))),
+    "many-vector-rows": lambda m: (m((300, 16)), m((16,))),
+    "few-vector-rows": lambda m: (m((100, 64)), m((64,))),
     "vector-rows": lambda m: (m((80, 128)), m((128,))),
     "narrow-column": lambda m: (m((1000, 3)), m((1000, 1))),
     "narrow-transposed": lambda m: (m((3, 1000)).t(), m((1000, 3))),
