@@ -658,7 +658,41 @@ struct RowLoop {
     }
   }
 
-  // Gathers elements [e, e + len) of the block's gathered inputs into their buffers.
+  // Rows of at most four contiguous elements, `outer` bytes apart, from column i of the first: len elements into
+  // buffer, each whole row copied element by element in a loop of its fixed length. Rows of 2 floats sliced from 4,
+  // multiplied, 65536 elements, one thread: a vector store for each row (64 bytes written for 8, across two cache
+  // lines) 169 us; element by element in the loop of longer rows, the row's length unknown there, 102-107; a loop
+  // for each length, 23 (torch 58). (The strided copy's unrolled loop: 150.)
+  static void gather_short_rows(scalar_t* buffer, const char* row, int64_t outer, int64_t size0, int64_t i,
+                                int64_t len) {
+    int64_t k = 0;
+    const auto copy = [&](int64_t from, int64_t m) {
+      for (int64_t c = 0; c < m; ++c) buffer[k + c] = reinterpret_cast<const scalar_t*>(row)[from + c];
+      k += m;
+    };
+    if (i != 0) {
+      copy(i, std::min(size0 - i, len));
+      row += outer;
+    }
+    const auto whole_rows = [&](auto width) {
+      constexpr int64_t kWidth = decltype(width)::value;
+      for (; k + kWidth <= len; k += kWidth, row += outer) {
+        for (int64_t c = 0; c < kWidth; ++c) buffer[k + c] = reinterpret_cast<const scalar_t*>(row)[c];
+      }
+    };
+    switch (size0) {
+      case 1: whole_rows(std::integral_constant<int64_t, 1>{}); break;
+      case 2: whole_rows(std::integral_constant<int64_t, 2>{}); break;
+      case 3: whole_rows(std::integral_constant<int64_t, 3>{}); break;
+      default: whole_rows(std::integral_constant<int64_t, 4>{}); break;
+    }
+    copy(0, len - k);  // the segment's last row, begun
+  }
+
+  // Gathers elements [e, e + len) of the block's gathered inputs into their buffers; kShortRows where rows have
+  // at most four elements (a second copy: its test in the one copy made rows of 7 bfloat16 elements, gathered for
+  // sigmoid, 40 -> 48 us at 65536, one thread).
+  template <bool kShortRows>
   C10_NOINLINE void gather(char** base, const int64_t* strides, int64_t size0, int ntensors, const Plan& plan,
                            int64_t e, int64_t len) const {
     for (int t = first_input; t < ntensors; ++t) {
@@ -666,17 +700,17 @@ struct RowLoop {
       const int64_t inner = strides[t], outer = strides[ntensors + t];
       auto* buffer = reinterpret_cast<scalar_t*>(plan.data[t]);
       int64_t j = e / size0, i = e - j * size0;  // row and column of element e
+      if (kShortRows && inner == kSize) {
+        gather_short_rows(buffer, base[t] + j * outer, outer, size0, i, len);
+        continue;
+      }
       for (int64_t k = 0; k < len; ++j, i = 0) {
         const char* row = base[t] + j * outer;
         const int64_t m = std::min(size0 - i, len - k);  // the rest of the row, or of the segment
         if (inner == 0) {  // a column: the row's value, m times, in vector stores (past m: into the slack)
           const Vectorized<scalar_t> v(*reinterpret_cast<const scalar_t*>(row));
           for (int64_t c = 0; c < m; c += Vectorized<scalar_t>::size()) v.store(buffer + k + c);
-        } else if (inner == kSize && m <= 4) {
-          // A row of at most four elements, copied element by element: a vector store for each row wrote 64 bytes
-          // where a row of two floats needs 8, across two cache lines each (rows of 2 floats sliced from 4,
-          // multiplied, 65536 elements, one thread: 169 -> 115 us, torch 72-85; MSE 176 -> 106-116, torch 104-114).
-          // Not the strided copy below: its unrolled loop took 150 us for those rows, against 104 for this one.
+        } else if (inner == kSize && m <= 4) {  // a row's first or last part in a segment, element by element
           const auto* from = reinterpret_cast<const scalar_t*>(row) + i;
           for (int64_t c = 0; c < m; ++c) buffer[k + c] = from[c];
         } else if (inner == kSize) {  // rows apart, each contiguous: copied in vectors, the last one masked
@@ -719,7 +753,11 @@ struct RowLoop {
       int local = 0;
       for (int64_t e = 0; e < n; e += length) {
         const int64_t len = std::min(length, n - e);
-        if (flat) gather(base, strides, size0, ntensors, plan, e, len);
+        if (flat && size0 <= 4) {
+          gather<true>(base, strides, size0, ntensors, plan, e, len);
+        } else if (flat) {
+          gather<false>(base, strides, size0, ntensors, plan, e, len);
+        }
         if (kMaskedTails && l.contiguous && masked_tail(flat ? len : size0)) {
           local |= rows_with_tails(data.data(), inner.data(), strides + ntensors, flat ? len : size0,
                                    flat ? 1 : size1, l, make_sink);

@@ -105,6 +105,8 @@ ROWS = {
     "sliced-rows-tail": lambda m: (m((40, 100))[:, :90], m((40, 100))[:, 10:]),
     "sliced-narrow-rows": lambda m: (m((500, 8))[:, :7], m((500, 9))[:, 2:]),
     "sliced-tiny-rows": lambda m: (m((500, 4))[:, :3], m((500, 4))[:, 1:]),
+    "sliced-pairs": lambda m: (m((700, 4))[:, :2], m((700, 4))[:, 2:]),
+    "sliced-quads": lambda m: (m((300, 8))[:, 3:7], m((300, 5))[:, 1:]),
     "outer": lambda m: (m((64, 1)), m((1, 256))),
     "aligned-slices": lambda m: (m((33, 1032))[:, 8:], m((33, 1024))),
     "misaligned-rows": lambda m: (m((33, 1030))[:, :1024], m((1024,))),
