@@ -613,15 +613,16 @@ struct RowLoop {
     // gathering; rows of a few steps and a tail. But a cheap formula is not given a gathered copy for the last
     // two reasons alone: its sliced rows end in a masked step (rows_with_tails), cheaper than copying them (rows
     // of 24 floats sliced from 32, multiplied: 12 -> 15 us gathered; rows of 7 sliced from 8, 65536, one thread:
-    // 33 us gathered, 22 row by row, torch 19), unless shorter than 4 (rows of 2 multiplied: 100 gathered, 63 row
-    // by row, but MSE 102 -> 113). (A strided float multiply gathered: twice as slow.)
+    // 33 us gathered, 22 row by row, torch 19), unless of at most 4, which gather_short_rows copies in a loop of
+    // their length (rows of 2 multiplied: 23 us, torch 58; rows of 4 sliced from 8: 21 gathered, 49 row by row,
+    // torch 44). (A strided float multiply gathered: twice as slow.)
     const bool short_rows = size1 > 1 && size0 < IO::kStep;
     const bool tail_rows = size1 > 1 && size0 % IO::kStep != 0 && size0 < 4 * IO::kStep;
     const bool exp_or_log = ExpOrLog<Op>::value;
     const bool tiled_row = repeated_row && size0 <= kBufferElements / 4 &&
                            (exp_or_log || size0 % IO::kStep != 0 || (size0 <= 2 * IO::kStep && size1 >= 256));
     const bool costly_scalar_steps = exp_or_log || c10::is_reduced_floating_point_v<scalar_t>;
-    const bool gathered_short_rows = short_rows && (exp_or_log || size0 < 4);
+    const bool gathered_short_rows = short_rows && (exp_or_log || size0 <= 4);
     const bool other_reason = tiled_row || (strided && costly_scalar_steps) || gathered_short_rows;
     const bool worth = other_reason || short_rows || tail_rows, copies_not_worth = !other_reason && !exp_or_log;
     if (n == 0 || !worth) return;

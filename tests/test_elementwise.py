@@ -86,7 +86,7 @@ def test_binary_broadcast(op, device, dtype, shapes):
 # beside rows of one vector step runs row by row, the rows' layout decided once; beside rows of a few steps and a
 # tail, flat (and sliced rows then gathered for sigmoid, whose scalar steps cost more). Longer rows sliced from wider
 # ones end in a masked vector step where a scalar step costs more (bfloat16 and half, sigmoid, a tail of four or
-# more); sliced rows shorter than a vector step run row by row in that step, or, under four elements, gathered.
+# more); sliced rows shorter than a vector step run row by row in that step, or, up to four elements, gathered.
 # Each entry: (a, b) from a maker.
 ROWS = {
     "row-broadcast": lambda m: (m((64, 1024)), m((1024,))),
