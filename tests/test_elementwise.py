@@ -99,6 +99,8 @@ ROWS = {
     "narrow-column": lambda m: (m((1000, 3)), m((1000, 1))),
     "narrow-transposed": lambda m: (m((3, 1000)).t(), m((1000, 3))),
     "column-broadcast": lambda m: (m((64, 256)), m((64, 1))),
+    "column-first": lambda m: (m((64, 1)), m((64, 256))),
+    "two-columns": lambda m: (m((64, 1)).expand(64, 256), m((64, 1))),
     "vector-column": lambda m: (m((300, 16)), m((300, 1))),
     "short-column": lambda m: (m((600, 24)), m((600, 1))),
     "sliced-short-rows": lambda m: (m((300, 29))[:, :24], m((300, 29))[:, 5:]),
@@ -154,8 +156,11 @@ def test_mul_backward_op(device, dtypes, layout):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("other", [2.5, -3, 1e-3, 0.1, True])
-def test_number_operand(device, dtype, other):
-    x = make((4, 33), dtype, device).requires_grad_()
+@pytest.mark.parametrize("rows", ["contiguous", "sliced"])
+def test_number_operand(device, dtype, other, rows):
+    # sliced: rows of whole vector steps, not one run, the number an argument repeated along each row
+    x = make((4, 33), dtype, device) if rows == "contiguous" else make((8, 288), dtype, device)[:, :256]
+    x = x.detach().requires_grad_()
     check_against_torch(lambda t: P.add(t, other, alpha=2), lambda t: torch.add(t, other, alpha=2), [x], dtype)
     check_against_torch(lambda t: P.mul(t, other), lambda t: torch.mul(t, other), [x], dtype)
 
