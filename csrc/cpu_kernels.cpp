@@ -479,7 +479,9 @@ struct RowLoop {
     std::array<int64_t, K> out_next{};
     std::array<const char*, N> in{};
     std::array<int64_t, N> in_stride{}, in_next{};
-    for (int o = 0; o < first_input; ++o) out[o] = data[o], out_next[o] = outer[o];
+    for (int o = 0; o < K; ++o) {  // over K, not first_input (0 summing): a loop of unknown count became memcpy
+      if (o < first_input) out[o] = data[o], out_next[o] = outer[o];
+    }
     for (int a = 0; a < N; ++a) {
       const int t = tensor_of[a];
       if (t >= 0) in[a] = data[t], in_stride[a] = strides[t], in_next[a] = outer[t];
