@@ -83,7 +83,8 @@ def test_binary_broadcast(op, device, dtype, shapes):
 # chunk to chunk, where the rows end in a tail or (for add and mul) are one or two vector steps, at least 256 of
 # them; and a column or a transposed operand beside rows shorter than a vector step is gathered
 # (csrc/cpu_kernels.cpp, plan_block): rows shorter than a vector step, longer, near the tile's limit. A column
-# beside rows of one vector step runs row by row, the rows' layout decided once; beside rows of a few steps and a
+# beside rows of whole vector steps runs row by row, the rows' layout decided once (for add and mul, which operand
+# is the column compiled in: the second, the first, or both left to run time); beside rows of a few steps and a
 # tail, flat (and sliced rows then gathered for sigmoid, whose scalar steps cost more). Longer rows sliced from wider
 # ones end in a masked vector step where a scalar step costs more (bfloat16 and half, sigmoid, a tail of four or
 # more); sliced rows shorter than a vector step run row by row in that step, or, up to four elements, gathered.
