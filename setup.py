@@ -8,6 +8,8 @@ Knobs (environment variables):
                             visible torch picks its arch; with none we default to DEFAULT_ARCHS.
   PYEXT_CPU_VEC=avx512_bf16|avx512|avx2|default  the CPU vector ISA for at::vec (default: the widest this
                                      CPU has; avx512_bf16 adds AVX512-BF16's rounding of float to bfloat16).
+  PYEXT_HALF_VECTOR_LOADS=0|1  the cheap formulas and the SGD step read 512-bit vectors as two 256-bit loads
+                            (default: on AMD's family 25, Zen 4, with AVX-512; cpu_kernels.cpp says why).
   PYEXT_SANITIZE=address,undefined  build the C++ with those sanitizers (run Python with the runtimes
                             preloaded; tests/sanitize.sh does it for the CPU test suite).
 """
@@ -78,12 +80,17 @@ CPU_VEC_FLAGS = {
 }
 
 
+def cpuinfo_field(name):
+    """The first CPU's value of a /proc/cpuinfo field ("" where there is none)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.split(":")[0].strip() == name), "")
+
+
 def cpu_vec_flags():
     """at::vec's vector width follows the flags we compile with: the widest this CPU runs."""
     choice = os.environ.get("PYEXT_CPU_VEC")
     if choice is None:
-        info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+        flags = set(cpuinfo_field("flags").split())
         if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c"} <= flags:
             choice = "avx512_bf16" if "avx512_bf16" in flags else "avx512"
         elif {"avx2", "fma", "f16c"} <= flags:
@@ -92,7 +99,11 @@ def cpu_vec_flags():
             choice = "default"
     if choice not in CPU_VEC_FLAGS:
         raise SystemExit(f"PYEXT_CPU_VEC must be one of {', '.join(CPU_VEC_FLAGS)}, not {choice!r}")
-    return CPU_VEC_FLAGS[choice]
+    half = os.environ.get("PYEXT_HALF_VECTOR_LOADS")
+    if half is None:
+        zen4 = cpuinfo_field("vendor_id") == "AuthenticAMD" and cpuinfo_field("cpu family") == "25"
+        half = "1" if zen4 and choice.startswith("avx512") else "0"
+    return CPU_VEC_FLAGS[choice] + (["-DPYEXT_HALF_VECTOR_LOADS"] if half not in ("", "0") else [])
 
 
 def cuda_archs():

@@ -128,6 +128,34 @@ Vectorized<scalar_t> narrow(const Vectorized<float>& lo, const Vectorized<float>
   return at::vec::convert_from_float<scalar_t>(lo, hi);
 }
 
+// A step's operand read as two loads of 256 bits where it is 512 (at::vec's widening loads read half and bfloat16
+// that way already). On Zen 4 (setup.py defines PYEXT_HALF_VECTOR_LOADS for AMD's family 25), a loop that reads
+// its operands from L3 or memory in 512-bit loads runs 5-15% slower than the same loop reading them in halves; the
+// stores' width changes nothing (a loop of float x * y alone, one thread: 2^20 elements 178 -> 166 us, 2^22
+// 1919 -> 1622). pyext's `mul_` of 2^18 floats, one thread: 27-28 -> 24 us (torch 22.7); `mul` of 2^20 1.09-1.12x
+// -> 1.01-1.02x torch's time (benchmarks/NOTES.md, session 31). In the caches the halves cost their extra
+// instructions instead (BCE-with-logits of 65536 floats: 27 -> 31 us), so only the cheap formulas (no exp or
+// log) and the SGD step read this way; and not a sum's, whose row loop GCC then compiled to add each row's sums
+// through memory (MSE 'mean' beside a column, rows of 16 floats: 9.5 -> 21 us). Half and bfloat16 widened half by
+// half are faster in the caches too (bfloat16 `mul` of 65536, one thread: 7.9 -> 6.8 us).
+#if defined(PYEXT_HALF_VECTOR_LOADS) && defined(CPU_CAPABILITY_AVX512)
+constexpr bool kHalfVectorLoads = true;
+#else
+constexpr bool kHalfVectorLoads = false;
+#endif
+
+template <typename T>
+Vectorized<T> load_in_halves(const T* p) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(p)), _mm256_loadu_ps(p + 8), 1);
+  } else if constexpr (std::is_same_v<T, double>) {
+    return _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(p)), _mm256_loadu_pd(p + 4), 1);
+  }
+#endif
+  return Vectorized<T>::loadu(p);
+}
+
 // Loads and stores of one vector step, widened to opmath: one Vectorized<float> for float,
 // two for the 16 halves or bfloat16s of a Vectorized<Half>.
 template <typename scalar_t>
@@ -138,9 +166,21 @@ struct VecIO {
   static constexpr int64_t kStep = Vectorized<scalar_t>::size();
   using Parts = std::array<AV, kParts>;
 
+  // kInHalves: as two loads of half a vector each (load_in_halves), half and bfloat16 each half widened.
+  template <bool kInHalves = false>
   static Parts load(const scalar_t* p) {
     if constexpr (kParts == 1) {
-      return {AV::loadu(p)};
+      return {kInHalves ? load_in_halves(p) : AV::loadu(p)};
+    } else if constexpr (kInHalves) {
+      Parts v;
+      for (int k = 0; k < kParts; ++k) {
+        if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+          at::vec::load_fp32_from_bf16(p + k * AV::size(), v[k]);
+        } else {
+          at::vec::load_fp32_from_fp16(p + k * AV::size(), v[k]);
+        }
+      }
+      return v;
     } else {
       auto [lo, hi] = at::vec::convert_to_float<scalar_t>(Vectorized<scalar_t>::loadu(p));
       return {lo, hi};
@@ -382,11 +422,15 @@ struct RowLoop {
         ptr[a] = reinterpret_cast<const scalar_t*>(in[a]);
       }
     }
+    // A cheap formula's operands, where its results are stored (a sum's: not; load_in_halves says why).
+    constexpr bool kInHalves = kHalfVectorLoads && !ExpOrLog<Op>::value && !SumsInFours<Sink>::value;
     UnitIntervalCheck<acc_t> check;
     int64_t i = 0;
     for (; i + IO::kStep <= n; i += IO::kStep) {
       for (int a = 0; a < N; ++a) {
-        if (kOnce == kOnceAtRunTime ? ptr[a] != nullptr : !loaded_once(a)) args[a] = IO::load(ptr[a] + i);
+        if (kOnce == kOnceAtRunTime ? ptr[a] != nullptr : !loaded_once(a)) {
+          args[a] = IO::template load<kInHalves>(ptr[a] + i);
+        }
       }
       std::array<Parts, K> result;
       for (int p = 0; p < IO::kParts; ++p) {
@@ -1040,10 +1084,10 @@ void sgd_step(at::TensorList params, at::TensorList grads, at::TensorList buffer
         const int64_t end = std::min(e1, start[t + 1]) - start[t];
         int64_t i = std::max(e0, start[t]) - start[t];
         for (; i + IO::kStep <= end; i += IO::kStep) {
-          auto pv = IO::load(p + i);
-          auto gv = IO::load(g + i);
+          auto pv = IO::template load<kHalfVectorLoads>(p + i);
+          auto gv = IO::template load<kHalfVectorLoads>(g + i);
           typename IO::Parts bv{};
-          if (has_buffer && !args.first_step) bv = IO::load(b + i);
+          if (has_buffer && !args.first_step) bv = IO::template load<kHalfVectorLoads>(b + i);
           for (int k = 0; k < IO::kParts; ++k) {
             op(pv[k], scaled ? gv[k] / AV(scale) : gv[k], bv[k], AV(lr));
           }

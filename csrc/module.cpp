@@ -42,7 +42,13 @@ PyObject* build_info(PyObject*, PyObject*) {
 #else
   PyObject* openmp = Py_False;
 #endif
-  return Py_BuildValue("{s:O,s:s,s:s,s:O}", "cuda", cuda, "cuda_archs", archs, "cpu_vec", cpu_vec, "openmp", openmp);
+#if defined(PYEXT_HALF_VECTOR_LOADS) && defined(CPU_CAPABILITY_AVX512)
+  PyObject* half_vector_loads = Py_True;  // cpu_kernels.cpp's load_in_halves
+#else
+  PyObject* half_vector_loads = Py_False;
+#endif
+  return Py_BuildValue("{s:O,s:s,s:s,s:O,s:O}", "cuda", cuda, "cuda_archs", archs, "cpu_vec", cpu_vec, "openmp",
+                       openmp, "half_vector_loads", half_vector_loads);
 }
 
 // How many threads an at::parallel_for inside this library runs on now (at most torch.get_num_threads()).

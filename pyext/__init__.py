@@ -21,7 +21,8 @@ from . import optim  # noqa: E402
 
 
 def build_info() -> dict:
-    """What the compiled kernels were built with: {'cuda': bool, 'cuda_archs': [...], 'cpu_vec': str}."""
+    """What the compiled kernels were built with: {'cuda': bool, 'cuda_archs': [...], 'cpu_vec': str,
+    'openmp': bool, 'half_vector_loads': bool} (the last: setup.py's PYEXT_HALF_VECTOR_LOADS)."""
     info = dict(_C.build_info())
     info["cuda_archs"] = [a for a in info["cuda_archs"].split(",") if a]
     return info

@@ -124,6 +124,9 @@ def test_build_info():
     if HAS_CUDA:
         major, minor = torch.cuda.get_device_capability()
         assert any(a.startswith(f"{major}.{minor}") for a in info["cuda_archs"])
+    # 512-bit operands read in halves: only where there are 512-bit vectors
+    assert isinstance(info["half_vector_loads"], bool)
+    assert not info["half_vector_loads"] or info["cpu_vec"].startswith("avx512")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
