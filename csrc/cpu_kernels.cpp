@@ -422,7 +422,8 @@ struct RowLoop {
         ptr[a] = reinterpret_cast<const scalar_t*>(in[a]);
       }
     }
-    // A cheap formula's operands, where its results are stored (a sum's: not; load_in_halves says why).
+    // A cheap formula's operands in halves where its results are stored, not summed (SumsInFours: the SumSink);
+    // load_in_halves says why.
     constexpr bool kInHalves = kHalfVectorLoads && !ExpOrLog<Op>::value && !SumsInFours<Sink>::value;
     UnitIntervalCheck<acc_t> check;
     int64_t i = 0;
