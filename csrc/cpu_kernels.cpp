@@ -947,7 +947,7 @@ constexpr int64_t kSumBlock = 8192;
 
 // One block's sum: in opmath lanes (a block is short enough for them to stay accurate) or exactly.
 template <typename scalar_t, bool kExact, typename Loop>
-double block_sum(const at::TensorIterator& iter, const Loop& loop, std::atomic<int>& errors, int64_t begin,
+double block_sum(const at::TensorIteratorBase& iter, const Loop& loop, std::atomic<int>& errors, int64_t begin,
                  int64_t end) {
   using Sink = SumSink<scalar_t, kExact>;
   typename Sink::Lanes lanes;
@@ -978,7 +978,7 @@ double block_sum(const at::TensorIterator& iter, const Loop& loop, std::atomic<i
 // whose opmath sum is not finite is summed again in double: a float sum of huge finite terms then
 // overflows only where the result does (torch's float sums may give inf where the mean is finite).
 template <typename scalar_t, typename Loop>
-double sum_blocks(const at::TensorIterator& iter, const Loop& loop, std::atomic<int>& errors) {
+double sum_blocks(const at::TensorIteratorBase& iter, const Loop& loop, std::atomic<int>& errors) {
   const int64_t numel = iter.numel();
   const int64_t blocks = (numel + kSumBlock - 1) / kSumBlock;
   std::vector<double> partial(blocks, 0.0);
@@ -997,7 +997,7 @@ double sum_blocks(const at::TensorIterator& iter, const Loop& loop, std::atomic<
 
 }  // namespace
 
-int elementwise(at::TensorIterator& iter, const Formula& f) {
+int elementwise(at::TensorIteratorBase& iter, const Formula& f) {
   std::atomic<int> errors{0};
   if (iter.numel() == 0) return 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, iter.dtype(0), "pyext_cpu_elementwise", [&] {
@@ -1041,7 +1041,7 @@ int elementwise(at::TensorIterator& iter, const Formula& f) {
   return errors.load();
 }
 
-int sum(at::TensorIterator& iter, const Formula& f, const at::Tensor& out, double divisor) {
+int sum(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor& out, double divisor) {
   std::atomic<int> errors{0};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "pyext_cpu_sum", [&] {
     using acc_t = at::opmath_type<scalar_t>;

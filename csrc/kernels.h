@@ -1,6 +1,6 @@
 // The device loops every front-end calls: an elementwise map, a summing map and the multi-tensor
 // SGD step, once per device. The CPU loops live in csrc/cpu_kernels.cpp, the CUDA ones in
-// cuda/kernels.cu and cuda/sgd.cu. The maps take the iteration plan (an at::TensorIterator:
+// cuda/kernels.cu and cuda/sgd.cu. The maps take the iteration plan (an at::TensorIteratorBase:
 // broadcasting, strides, 64-bit sizes) and a Formula.
 #pragma once
 
@@ -25,12 +25,12 @@ struct SgdArgs {
   std::optional<at::Tensor> lr_tensor, grad_scale, found_inf;
 };
 
-#define PYEXT_DECLARE_LOOPS                                                                     \
-  /* Writes f(inputs...) into the iterator's output. Returns DomainError bits. */              \
-  int elementwise(at::TensorIterator& iter, const Formula& f);                                 \
-  /* Writes sum(f(inputs...)) / divisor into the 0-d `out`; the iterator has inputs only.      \
-     Returns DomainError bits. */                                                               \
-  int sum(at::TensorIterator& iter, const Formula& f, const at::Tensor& out, double divisor);      \
+#define PYEXT_DECLARE_LOOPS                                                                        \
+  /* Writes f(inputs...) into the iterator's output. Returns DomainError bits. */                  \
+  int elementwise(at::TensorIteratorBase& iter, const Formula& f);                                 \
+  /* Writes sum(f(inputs...)) / divisor into the 0-d `out`; the iterator has inputs only.          \
+     Returns DomainError bits. */                                                                  \
+  int sum(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor& out, double divisor);  \
   void sgd_step(at::TensorList params, at::TensorList grads, at::TensorList buffers, const SgdArgs& args);
 
 namespace cpu { PYEXT_DECLARE_LOOPS }

@@ -4,6 +4,7 @@
 // strides, 64-bit sizes, overlap checks), then hands a Formula to the device loop; a loss also
 // picks 'none' (elementwise) or 'mean'/'sum' (one fused summing pass).
 #include <ATen/ATen.h>
+#include <ATen/EmptyTensor.h>
 #include <ATen/ExpandUtils.h>
 #include <ATen/native/TypeProperties.h>
 #include <torch/library.h>
@@ -89,7 +90,33 @@ at::ScalarType result_type(c10::ArrayRef<Arg> args) {
   return at::native::result_type(state);
 }
 
-int run(const char* op, at::TensorIterator& iter, const Formula& f, const Tensor* sum_out, double divisor) {
+// A new tensor: on the CPU allocated as torch's structured kernels allocate their outputs, not through the
+// dispatcher's at::empty (its BackendSelect and CPU kernels cost about 0.13 us of a 1.2 us `mul` of 1024 floats).
+// Empty strides mean contiguous in options' memory format.
+Tensor empty_output(at::IntArrayRef sizes, at::IntArrayRef strides, const at::TensorOptions& options) {
+  if (options.device().is_cpu()) {
+    return strides.empty() ? at::detail::empty_cpu(sizes, options)
+                           : at::detail::empty_strided_cpu(sizes, strides, options);
+  }
+  return strides.empty() ? at::empty(sizes, options) : at::empty_strided(sizes, strides, options);
+}
+
+// The iteration plan: an at::TensorIterator whose new outputs come from empty_output.
+struct Iterator final : at::TensorIteratorBase {
+  void set_output_raw_strided(int64_t i, at::IntArrayRef sizes, at::IntArrayRef strides,
+                              at::TensorOptions options) override {
+    at::OperandInfo& op = operands_[i];
+    if (op.tensor_base().defined()) {  // in place: self is an input too, so it is never resized
+      TORCH_INTERNAL_ASSERT(!op.will_resize);
+      return;
+    }
+    op.tensor(c10::MaybeOwned<at::TensorBase>::owned(empty_output(sizes, strides, options)));
+    op.current_dtype = op.target_dtype;
+  }
+  const Tensor& maybe_get_output(int64_t i) override { return output(i); }
+};
+
+int run(const char* op, at::TensorIteratorBase& iter, const Formula& f, const Tensor* sum_out, double divisor) {
   switch (iter.device_type()) {
     case at::kCPU:
       return sum_out ? cpu::sum(iter, f, *sum_out, divisor) : cpu::elementwise(iter, f);
@@ -150,7 +177,8 @@ c10::SmallVector<Tensor, 2> launch_outputs(const char* op, const Formula& f, c10
     if (!t.defined()) continue;
     config.add_const_input(t.scalar_type() == dtype ? t : converted.emplace_back(t.to(dtype)));
   }
-  at::TensorIterator iter = config.build();
+  Iterator iter;
+  iter.build(config);
 
   c10::SmallVector<Tensor, 2> out;
   int errors = 0;
@@ -158,7 +186,7 @@ c10::SmallVector<Tensor, 2> launch_outputs(const char* op, const Formula& f, c10
     errors = run(op, iter, f, nullptr, 1.0);
     for (int o = 0; o < outputs; ++o) out.push_back(iter.output(o));
   } else {
-    out.push_back(at::empty({}, first.tensor.options().dtype(dtype)));
+    out.push_back(empty_output({}, {}, first.tensor.options().dtype(dtype)));
     const double divisor = reduction == kMean ? static_cast<double>(iter.numel()) : 1.0;
     errors = run(op, iter, f, &out[0], divisor);
   }

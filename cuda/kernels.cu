@@ -523,7 +523,7 @@ void launch_kernel(const PlanBase<scalar_t, Op::arity, Outputs<Op>::value>& base
 
 // Plans and launches one formula over the iteration: elementwise (sum_out undefined) or summed.
 template <typename scalar_t, typename Op>
-int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const at::Tensor* sum_out,
+int launch_map(at::TensorIteratorBase& iter, const Formula& f, const Op& op, const at::Tensor* sum_out,
                double divisor) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int N = Op::arity;
@@ -645,7 +645,7 @@ int launch_map(at::TensorIterator& iter, const Formula& f, const Op& op, const a
   return check ? flags->read() : 0;
 }
 
-int dispatch(at::TensorIterator& iter, const Formula& f, const at::Tensor* sum_out, double divisor) {
+int dispatch(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor* sum_out, double divisor) {
   int errors = 0;
   const at::ScalarType dtype = sum_out ? sum_out->scalar_type() : iter.dtype(0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "pyext_cuda_map", [&] {
@@ -658,12 +658,12 @@ int dispatch(at::TensorIterator& iter, const Formula& f, const at::Tensor* sum_o
 
 }  // namespace
 
-int elementwise(at::TensorIterator& iter, const Formula& f) {
+int elementwise(at::TensorIteratorBase& iter, const Formula& f) {
   if (iter.numel() == 0) return 0;
   return dispatch(iter, f, nullptr, 1.0);
 }
 
-int sum(at::TensorIterator& iter, const Formula& f, const at::Tensor& out, double divisor) {
+int sum(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor& out, double divisor) {
   return dispatch(iter, f, &out, divisor);
 }
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import pyext.ops as P
 from conftest import DEVICES, DTYPES, LAYOUTS, SHAPES, assert_close, make, shape_id
@@ -281,6 +282,40 @@ def test_vector_path_tails(device):
             b = make((n,), dtype, device, "offset")
             torch.testing.assert_close(P.add(a, b), torch.add(a, b))
             torch.testing.assert_close(P.sigmoid(b), torch.sigmoid(b))
+
+
+def _memory_layouts(device):
+    """(name, a, b): operands whose memory order is not their logical one."""
+    cl, cl3d = torch.channels_last, torch.channels_last_3d
+
+    def r(*shape):
+        return torch.rand(shape, device=device) * 0.9 + 0.05
+    return [
+        ("channels_last", r(2, 3, 4, 5).to(memory_format=cl), r(2, 3, 4, 5).to(memory_format=cl)),
+        ("channels_last_and_contiguous", r(2, 3, 4, 5).to(memory_format=cl), r(2, 3, 4, 5)),
+        ("channels_last_3d", r(2, 3, 2, 4, 5).to(memory_format=cl3d), r(2, 3, 2, 4, 5).to(memory_format=cl3d)),
+        ("transposed", r(5, 4).t(), r(5, 4).t()),
+        ("permuted", r(4, 5, 3).permute(2, 0, 1), r(4, 5, 3).permute(2, 0, 1)),
+    ]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_outputs_follow_the_operands_memory_order(device):
+    """A new output is laid out as torch lays out its own: in the operands' memory order (channels-last in,
+    channels-last out), not merely with their shape."""
+    ops = [
+        (P.add, torch.add),
+        (P.mul, torch.mul),
+        (lambda a, b: P.sigmoid(a), lambda a, b: torch.sigmoid(a)),
+        (lambda a, b: P.binary_cross_entropy(a, b, reduction="none"),
+         lambda a, b: F.binary_cross_entropy(a, b, reduction="none")),
+        (lambda a, b: P.mse_loss(a, b, reduction="none"), lambda a, b: F.mse_loss(a, b, reduction="none")),
+    ]
+    for name, a, b in _memory_layouts(device):
+        for ours, theirs in ops:
+            out, expected = ours(a, b), theirs(a, b)
+            assert out.stride() == expected.stride(), name
+            assert_close(out, expected, torch.float32)
 
 
 def test_tutorial_second_derivative():
