@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/python_variable.h>
 
 #include <atomic>
+#include <cstring>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -72,9 +73,10 @@ PyObject* parallel_for_threads(PyObject*, PyObject*) {
 // through the dispatcher with typed arguments (pyext::call), so autograd, vmap, tracing, torch_dispatch
 // modes and the device kernels all apply as they do through torch.ops, without the boxed call from
 // Python (about 1 us of the 3.3 us of an add of one-element tensors; for SGD's three lists of 540
-// tensors, about 45 us). What they do not take they answer with NotImplemented, and the caller uses
-// torch.ops instead: a tensor subclass or an active __torch_function__ mode (torch.ops hands those to
-// __torch_function__), and any argument of another type than those below (torch.ops then raises
+// tensors, about 45 us). Each is bound to a fallback, a Python function of the same arguments that
+// calls the op through torch.ops (_entry_point, below), and hands it, with the arguments as they came,
+// what it does not take: a tensor subclass or an active __torch_function__ mode (torch.ops hands those
+// to __torch_function__), and any argument of another type than those below (torch.ops then raises
 // torch's error for it).
 
 struct NotTaken {};  // an argument left to torch.ops
@@ -150,20 +152,22 @@ struct Held<at::TensorList> {
   using type = std::vector<at::Tensor>;
 };
 
-// The entry point of pyext::call function fn: its arguments, positional, converted from Python.
+// The entry point of pyext::call function fn: its arguments, positional, converted from Python. It is
+// called as a method of its fallback (the function object's self).
 template <auto fn>
 struct Eager;
 template <typename R, typename... Args, R (*fn)(Args...)>
 struct Eager<fn> {
-  static PyObject* call(PyObject*, PyObject* const* py, Py_ssize_t n) {
+  static PyObject* call(PyObject* fallback, PyObject* const* py, Py_ssize_t n) {
     HANDLE_TH_ERRORS
-    TORCH_CHECK_TYPE(n == sizeof...(Args), "expected ", sizeof...(Args), " arguments, got ", n);
-    if (at::impl::torch_function_mode_enabled()) Py_RETURN_NOTIMPLEMENTED;
+    if (n != sizeof...(Args) || at::impl::torch_function_mode_enabled()) {
+      return PyObject_Vectorcall(fallback, py, n, nullptr);
+    }
     std::tuple<typename Held<Args>::type...> args;
     try {
       args = convert(py, std::index_sequence_for<Args...>{});
     } catch (const NotTaken&) {
-      Py_RETURN_NOTIMPLEMENTED;
+      return PyObject_Vectorcall(fallback, py, n, nullptr);
     }
     if constexpr (std::is_void_v<R>) {
       {
@@ -215,7 +219,51 @@ PyObject* one_device_and_dtype(PyObject*, PyObject* const* lists, Py_ssize_t cou
 template <typename Signature>
 constexpr Signature* overload(Signature* fn) { return fn; }
 
-#define PYEXT_EAGER(name, fn) {name, reinterpret_cast<PyCFunction>(Eager<fn>::call), METH_FASTCALL, nullptr}
+// add, mul and their in-place forms: the Tensor overload for a plain tensor `other`, else the Scalar one (which
+// hands anything but a number to the fallback).
+template <auto tensor_fn, auto scalar_fn>
+struct EagerBinary {
+  static PyObject* call(PyObject* fallback, PyObject* const* py, Py_ssize_t n) {
+    return n >= 2 && is_plain_tensor(py[1]) ? Eager<tensor_fn>::call(fallback, py, n)
+                                            : Eager<scalar_fn>::call(fallback, py, n);
+  }
+};
+
+#define PYEXT_EAGER(name, ...) {name, reinterpret_cast<PyCFunction>(__VA_ARGS__::call), METH_FASTCALL, nullptr}
+
+PyMethodDef entry_points[] = {
+    PYEXT_EAGER("add", EagerBinary<overload<Tensor(const Tensor&, const Tensor&, const c10::Scalar&)>(pyext::call::add),
+                                   overload<Tensor(const Tensor&, const c10::Scalar&, const c10::Scalar&)>(
+                                       pyext::call::add)>),
+    PYEXT_EAGER("add_", EagerBinary<overload<void(Tensor&, const Tensor&, const c10::Scalar&)>(pyext::call::add_),
+                                    overload<void(Tensor&, const c10::Scalar&, const c10::Scalar&)>(
+                                        pyext::call::add_)>),
+    PYEXT_EAGER("mul", EagerBinary<overload<Tensor(const Tensor&, const Tensor&)>(pyext::call::mul),
+                                   overload<Tensor(const Tensor&, const c10::Scalar&)>(pyext::call::mul)>),
+    PYEXT_EAGER("mul_", EagerBinary<overload<void(Tensor&, const Tensor&)>(pyext::call::mul_),
+                                    overload<void(Tensor&, const c10::Scalar&)>(pyext::call::mul_)>),
+    PYEXT_EAGER("sigmoid", Eager<pyext::call::sigmoid>),
+    PYEXT_EAGER("binary_cross_entropy", Eager<pyext::call::bce>),
+    PYEXT_EAGER("binary_cross_entropy_with_logits", Eager<pyext::call::bce_logits>),
+    PYEXT_EAGER("mse_loss", Eager<pyext::call::mse>),
+    PYEXT_EAGER("sgd_step_", Eager<pyext::call::sgd_step_>),
+    {nullptr, nullptr, 0, nullptr},
+};
+
+// _entry_point(name, fallback): the eager entry point `name` bound to its fallback.
+PyObject* entry_point(PyObject*, PyObject* const* args, Py_ssize_t n) {
+  if (n != 2 || !PyUnicode_Check(args[0]) || !PyCallable_Check(args[1])) {
+    PyErr_SetString(PyExc_TypeError, "_entry_point(name: str, fallback: callable)");
+    return nullptr;
+  }
+  const char* name = PyUnicode_AsUTF8(args[0]);
+  if (!name) return nullptr;
+  for (PyMethodDef* m = entry_points; m->ml_name; ++m) {
+    if (std::strcmp(m->ml_name, name) == 0) return PyCFunction_New(m, args[1]);
+  }
+  PyErr_Format(PyExc_ValueError, "pyext._C has no entry point %s", name);
+  return nullptr;
+}
 
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS, "What this build of pyext's kernels was compiled with."},
@@ -223,20 +271,8 @@ PyMethodDef methods[] = {
      "How many threads at::parallel_for runs on inside pyext's kernels now."},
     {"_one_device_and_dtype", reinterpret_cast<PyCFunction>(one_device_and_dtype), METH_FASTCALL,
      "Whether the lists hold plain, strided tensors (no subclasses) of one device and dtype."},
-    PYEXT_EAGER("add_Tensor", overload<Tensor(const Tensor&, const Tensor&, const c10::Scalar&)>(pyext::call::add)),
-    PYEXT_EAGER("add_Scalar",
-                overload<Tensor(const Tensor&, const c10::Scalar&, const c10::Scalar&)>(pyext::call::add)),
-    PYEXT_EAGER("add__Tensor", overload<void(Tensor&, const Tensor&, const c10::Scalar&)>(pyext::call::add_)),
-    PYEXT_EAGER("add__Scalar", overload<void(Tensor&, const c10::Scalar&, const c10::Scalar&)>(pyext::call::add_)),
-    PYEXT_EAGER("mul_Tensor", overload<Tensor(const Tensor&, const Tensor&)>(pyext::call::mul)),
-    PYEXT_EAGER("mul_Scalar", overload<Tensor(const Tensor&, const c10::Scalar&)>(pyext::call::mul)),
-    PYEXT_EAGER("mul__Tensor", overload<void(Tensor&, const Tensor&)>(pyext::call::mul_)),
-    PYEXT_EAGER("mul__Scalar", overload<void(Tensor&, const c10::Scalar&)>(pyext::call::mul_)),
-    PYEXT_EAGER("sigmoid", pyext::call::sigmoid),
-    PYEXT_EAGER("binary_cross_entropy", pyext::call::bce),
-    PYEXT_EAGER("binary_cross_entropy_with_logits", pyext::call::bce_logits),
-    PYEXT_EAGER("mse_loss", pyext::call::mse),
-    PYEXT_EAGER("sgd_step_", pyext::call::sgd_step_),
+    {"_entry_point", reinterpret_cast<PyCFunction>(entry_point), METH_FASTCALL,
+     "_entry_point(name, fallback): the op's eager entry point, which hands fallback what it does not take."},
     {nullptr, nullptr, 0, nullptr},
 };
 

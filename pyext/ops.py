@@ -4,9 +4,10 @@ Every op computes in our own kernels (csrc/, cuda/) on CPU and CUDA; these wrapp
 schema overload and translate torch's Python conventions (reduction strings, numbers as operands).
 In eager mode they call the op through ``pyext._C``'s typed entry points, which skip the boxed
 ``torch.ops`` call from Python (about 1 us per call); while Dynamo traces them (torch.compile, strict
-torch.export), and for what those entry points leave (tensor subclasses, ``__torch_function__`` modes, other
-argument types), through ``torch.ops``. Each wrapper writes that choice out: a helper's Python call (60 ns)
-would add half again to what a wrapper costs over the C++ call (about 0.1 us).
+torch.export), through ``torch.ops`` (the ``_<op>`` functions below). An entry point hands its ``_<op>``
+what it does not take (tensor subclasses, ``__torch_function__`` modes, other argument types), with the
+arguments as they came. Each wrapper writes that choice out: a helper's Python call (60 ns) would add half
+again to what a wrapper costs over the C++ call (about 0.05 us).
 Autograd, every order, is registered in C++ (csrc/autograd.cpp): backward formulas call pyext ops, so
 ``create_graph=True`` and higher-order gradients work.
 """
@@ -41,6 +42,53 @@ _NONE, _MEAN, _SUM = 0, 1, 2  # torch's reduction enum
 
 
 # ---------------------------------------------------------------------------------------------
+# Each op through torch.ops, and its eager entry point in pyext._C (bound to it)
+# ---------------------------------------------------------------------------------------------
+
+def _add(input, other, alpha):
+    return (_ops.add.Tensor if isinstance(other, Tensor) else _ops.add.Scalar)(input, other, alpha=alpha)
+
+
+def _add_(input, other, alpha):
+    (_ops.add_.Tensor if isinstance(other, Tensor) else _ops.add_.Scalar)(input, other, alpha=alpha)
+
+
+def _mul(input, other):
+    return (_ops.mul.Tensor if isinstance(other, Tensor) else _ops.mul.Scalar)(input, other)
+
+
+def _mul_(input, other):
+    (_ops.mul_.Tensor if isinstance(other, Tensor) else _ops.mul_.Scalar)(input, other)
+
+
+def _sigmoid(input):
+    return _ops.sigmoid(input)
+
+
+def _binary_cross_entropy(input, target, weight, reduction):
+    return _ops.binary_cross_entropy(input, target, weight, reduction)
+
+
+def _binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction):
+    return _ops.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction)
+
+
+def _mse_loss(input, target, reduction):
+    return _ops.mse_loss(input, target, reduction)
+
+
+_add_eager = _C._entry_point("add", _add)
+_add__eager = _C._entry_point("add_", _add_)
+_mul_eager = _C._entry_point("mul", _mul)
+_mul__eager = _C._entry_point("mul_", _mul_)
+_sigmoid_eager = _C._entry_point("sigmoid", _sigmoid)
+_binary_cross_entropy_eager = _C._entry_point("binary_cross_entropy", _binary_cross_entropy)
+_binary_cross_entropy_with_logits_eager = _C._entry_point(
+    "binary_cross_entropy_with_logits", _binary_cross_entropy_with_logits)
+_mse_loss_eager = _C._entry_point("mse_loss", _mse_loss)
+
+
+# ---------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------
 
@@ -52,32 +100,20 @@ def add(input: Tensor, other: Union[Tensor, Number], *, alpha: Number = 1) -> Te
     (half types in float), anything else raises. Raises RuntimeError for shapes that do not broadcast
     or tensors on different devices (a CPU 0-d tensor counts as a number).
     """
-    tensor = isinstance(other, Tensor)
-    if not is_dynamo_compiling():
-        out = (_C.add_Tensor if tensor else _C.add_Scalar)(input, other, alpha)
-        if out is not NotImplemented:
-            return out
-    return (_ops.add.Tensor if tensor else _ops.add.Scalar)(input, other, alpha=alpha)
+    return (_add if is_dynamo_compiling() else _add_eager)(input, other, alpha)
 
 
 def add_(input: Tensor, other: Union[Tensor, Number], *, alpha: Number = 1) -> Tensor:
     """In-place :func:`add`, like :meth:`torch.Tensor.add_`: ``other`` must broadcast to ``input``'s shape."""
     if _needs_grad(input, other):
         return _differentiable_inplace(input, other, add(input, other, alpha=alpha))
-    tensor = isinstance(other, Tensor)
-    if is_dynamo_compiling() or (_C.add__Tensor if tensor else _C.add__Scalar)(input, other, alpha) is NotImplemented:
-        (_ops.add_.Tensor if tensor else _ops.add_.Scalar)(input, other, alpha=alpha)
+    (_add_ if is_dynamo_compiling() else _add__eager)(input, other, alpha)
     return input
 
 
 def mul(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
     """``input * other``, like :func:`torch.mul`; broadcasting and dtypes as in :func:`add`."""
-    tensor = isinstance(other, Tensor)
-    if not is_dynamo_compiling():
-        out = (_C.mul_Tensor if tensor else _C.mul_Scalar)(input, other)
-        if out is not NotImplemented:
-            return out
-    return (_ops.mul.Tensor if tensor else _ops.mul.Scalar)(input, other)
+    return (_mul if is_dynamo_compiling() else _mul_eager)(input, other)
 
 
 def mul_(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
@@ -85,19 +121,13 @@ def mul_(input: Tensor, other: Union[Tensor, Number]) -> Tensor:
     if _needs_grad(input, other):
         # mul saves its inputs for backward: give it a copy of the one about to be overwritten
         return _differentiable_inplace(input, other, mul(input.clone(), other))
-    tensor = isinstance(other, Tensor)
-    if is_dynamo_compiling() or (_C.mul__Tensor if tensor else _C.mul__Scalar)(input, other) is NotImplemented:
-        (_ops.mul_.Tensor if tensor else _ops.mul_.Scalar)(input, other)
+    (_mul_ if is_dynamo_compiling() else _mul__eager)(input, other)
     return input
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """``1 / (1 + exp(-input))``, like :func:`torch.sigmoid`; its backward uses the saved output."""
-    if not is_dynamo_compiling():
-        out = _C.sigmoid(input)
-        if out is not NotImplemented:
-            return out
-    return _ops.sigmoid(input)
+    return (_sigmoid if is_dynamo_compiling() else _sigmoid_eager)(input)
 
 
 def binary_cross_entropy(
@@ -116,11 +146,7 @@ def binary_cross_entropy(
     ``weight`` broadcasts to that shape. ``reduction`` is 'none', 'mean' or 'sum' (else ValueError).
     """
     red = _reduction_enum(size_average, reduce, reduction)
-    if not is_dynamo_compiling():
-        out = _C.binary_cross_entropy(input, target, weight, red)
-        if out is not NotImplemented:
-            return out
-    return _ops.binary_cross_entropy(input, target, weight, red)
+    return (_binary_cross_entropy if is_dynamo_compiling() else _binary_cross_entropy_eager)(input, target, weight, red)
 
 
 def binary_cross_entropy_with_logits(
@@ -138,11 +164,8 @@ def binary_cross_entropy_with_logits(
     ``weight`` and ``pos_weight`` broadcast to the input's shape; no separate sigmoid pass is made.
     """
     red = _reduction_enum(size_average, reduce, reduction)
-    if not is_dynamo_compiling():
-        out = _C.binary_cross_entropy_with_logits(input, target, weight, pos_weight, red)
-        if out is not NotImplemented:
-            return out
-    return _ops.binary_cross_entropy_with_logits(input, target, weight, pos_weight, red)
+    bce_logits = _binary_cross_entropy_with_logits if is_dynamo_compiling() else _binary_cross_entropy_with_logits_eager
+    return bce_logits(input, target, weight, pos_weight, red)
 
 
 def mse_loss(
@@ -173,11 +196,12 @@ def mse_loss(
             stacklevel=2,
         )
     red = _reduction_enum(size_average, reduce, reduction)
+    mse = _mse_loss if is_dynamo_compiling() else _mse_loss_eager
     if weight is None:
-        return _mse_loss(input, target, red)
+        return mse(input, target, red)
     if weight.size() != input.size():
         raise ValueError("Weights and input must have the same size.")
-    squares = _mse_loss(input, target, _NONE)
+    squares = mse(input, target, _NONE)
     dtype = torch.promote_types(squares.dtype, weight.dtype)
     acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     weight = weight.to(acc)
@@ -185,14 +209,6 @@ def mse_loss(
     if red != _NONE:
         weighted = weighted.sum() if red == _SUM else weighted.sum() / weight.sum()
     return weighted.to(dtype)
-
-
-def _mse_loss(input: Tensor, target: Tensor, red: int) -> Tensor:
-    if not is_dynamo_compiling():
-        out = _C.mse_loss(input, target, red)
-        if out is not NotImplemented:
-            return out
-    return _ops.mse_loss(input, target, red)
 
 
 def _reduction_enum(size_average, reduce, reduction: str) -> int:

@@ -125,17 +125,23 @@ class SGD(torch.optim.Optimizer):
         nesterov, maximize = group["nesterov"], group["maximize"]
         grad_scale = None if grad_scale is None else grad_scale.to(device)
         found_inf = None if found_inf is None else found_inf.to(device)
-        # pyext._C's typed entry point (no boxed call of 3 lists); torch.ops while Dynamo traces the step or
-        # for what the entry point leaves to it (tensor subclasses, other argument types)
-        taken = not is_dynamo_compiling() and _C.sgd_step_(
+        # pyext._C's typed entry point (no boxed call of 3 lists); torch.ops while Dynamo traces the step (and
+        # for what the entry point hands to it: tensor subclasses, other argument types)
+        (_sgd_step_ if is_dynamo_compiling() else _sgd_step__eager)(
             params, grads, buffers, float(lr), momentum, dampening, weight_decay, nesterov, maximize, first,
-            lr_tensor, grad_scale, found_inf) is not NotImplemented
-        if not taken:
-            torch.ops.pyext.sgd_step_(
-                params, grads, buffers, lr=float(lr), momentum=momentum, dampening=dampening,
-                weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, is_first_step=first,
-                lr_tensor=lr_tensor, grad_scale=grad_scale, found_inf=found_inf,
-            )
+            lr_tensor, grad_scale, found_inf)
+
+
+def _sgd_step_(params, grads, buffers, lr, momentum, dampening, weight_decay, nesterov, maximize, is_first_step,
+               lr_tensor, grad_scale, found_inf):
+    torch.ops.pyext.sgd_step_(
+        params, grads, buffers, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+        nesterov=nesterov, maximize=maximize, is_first_step=is_first_step, lr_tensor=lr_tensor,
+        grad_scale=grad_scale, found_inf=found_inf,
+    )
+
+
+_sgd_step__eager = _C._entry_point("sgd_step_", _sgd_step_)
 
 
 @torch.library.register_fake("pyext::sgd_step_")

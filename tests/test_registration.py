@@ -179,31 +179,58 @@ class SeenFunctions(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_eager_entry_points_take_plain_tensors_and_leave_the_rest_to_torch_ops():
-    """pyext.ops calls the ops through pyext._C's typed entry points in eager mode; what they answer with
-    NotImplemented goes through torch.ops, which hands subclasses and modes to __torch_function__."""
+class Fallback:
+    """An entry point's fallback that records the calls reaching it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        return "fallback"
+
+
+def reached_fallback(entry, args):
+    """Whether the entry point handed args, as they came, to its fallback (and returned what it returned)."""
+    fallback = entry.__self__
+    fallback.calls.clear()
+    out = entry(*args)
+    return out == "fallback" and len(fallback.calls) == 1 and all(x is y for x, y in zip(fallback.calls[0], args))
+
+
+def test_eager_entry_points_take_plain_tensors_and_hand_the_rest_to_their_fallback():
+    """pyext.ops calls the ops through pyext._C's typed entry points in eager mode; each hands what it does not
+    take to its fallback, the op through torch.ops, which hands subclasses and modes to __torch_function__."""
     a, b = torch.randn(5), torch.randn(5)
-    torch.testing.assert_close(pyext._C.add_Tensor(a, b, 2), torch.add(a, b, alpha=2))
-    torch.testing.assert_close(pyext._C.add_Scalar(a, True, 0.5), torch.add(a, True, alpha=0.5))
-    torch.testing.assert_close(pyext._C.mse_loss(a, b, 2), torch.nn.functional.mse_loss(a, b, reduction="sum"))
+    entry = {name: pyext._C._entry_point(name, Fallback())
+             for name in ("add", "mul", "sigmoid", "binary_cross_entropy", "mse_loss")}
+    torch.testing.assert_close(entry["add"](a, b, 2), torch.add(a, b, alpha=2))
+    torch.testing.assert_close(entry["add"](a, True, 0.5), torch.add(a, True, alpha=0.5))
+    torch.testing.assert_close(entry["mse_loss"](a, b, 2), torch.nn.functional.mse_loss(a, b, reduction="sum"))
     p = torch.nn.Parameter(a.clone())  # a subclass whose __torch_function__ is disabled: taken
-    assert pyext._C.mul_Tensor(p, b).grad_fn is not None
+    assert entry["mul"](p, b).grad_fn is not None
+    assert all(not fallback.calls for fallback in (e.__self__ for e in entry.values()))
 
     class Sub(torch.Tensor):
         pass
 
     left = [
-        lambda: pyext._C.add_Tensor(a.as_subclass(Sub), b, 1),  # a subclass: its __torch_function__ first
-        lambda: pyext._C.binary_cross_entropy(a, b, b.as_subclass(Sub), 1),
-        lambda: pyext._C.add_Scalar(a, 1 + 2j, 1),  # a number of another type: torch.ops raises for it
-        lambda: pyext._C.mul_Scalar(a, 2**70),
-        lambda: pyext._C.sigmoid(3.0),
-        lambda: pyext._C.mse_loss(a, b, 1.0),
+        ("add", (a.as_subclass(Sub), b, 1)),  # a subclass: its __torch_function__ first
+        ("mul", (a, b.as_subclass(Sub))),
+        ("binary_cross_entropy", (a, b, b.as_subclass(Sub), 1)),
+        ("add", (a, 1 + 2j, 1)),  # a number of another type: torch.ops raises for it
+        ("mul", (a, 2**70)),
+        ("mul", (a, "2")),
+        ("sigmoid", (3.0,)),
+        ("mse_loss", (a, b, 1.0)),
+        ("mul", (a,)),  # a wrong count: torch.ops raises for it
     ]
-    for call in left:
-        assert call() is NotImplemented
+    for name, args in left:
+        assert reached_fallback(entry[name], args), (name, args)
     with SeenFunctions():
-        assert pyext._C.sigmoid(a) is NotImplemented
+        assert reached_fallback(entry["sigmoid"], (a,))
+    with pytest.raises(ValueError, match="no entry point"):
+        pyext._C._entry_point("div", Fallback())
 
     with SeenFunctions() as mode:
         P.add(a, b)
@@ -292,14 +319,16 @@ def test_export(strict):
 
 
 def test_sgd_entry_point_takes_lists_of_plain_tensors(monkeypatch):
-    """pyext.optim.SGD's step calls pyext._C.sgd_step_ (three lists, no boxed call) in eager mode; a tuple,
-    a tensor subclass in a list or another argument type is left to torch.ops."""
+    """pyext.optim.SGD's step calls pyext._C's sgd_step_ entry point (three lists, no boxed call) in eager mode;
+    a tuple, a tensor subclass in a list or another argument type is handed to its fallback (torch.ops)."""
     params, grads, bufs = ([torch.randn(n) for n in (3, 70)] for _ in range(3))
     expected = [p.clone() for p in params], [b.clone() for b in bufs]
     kw = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True, maximize=False,
               is_first_step=False)
     torch.ops.pyext.sgd_step_(*expected[:1], grads, expected[1], **kw)
-    assert pyext._C.sgd_step_(params, grads, bufs, 0.1, 0.9, 0, 0.01, True, False, False, None, None, None) is None
+    step = pyext._C._entry_point("sgd_step_", Fallback())
+    assert step(params, grads, bufs, 0.1, 0.9, 0, 0.01, True, False, False, None, None, None) is None
+    assert not step.__self__.calls
     torch.testing.assert_close(params, expected[0], rtol=0, atol=0)
     torch.testing.assert_close(bufs, expected[1], rtol=0, atol=0)
 
@@ -309,7 +338,7 @@ def test_sgd_entry_point_takes_lists_of_plain_tensors(monkeypatch):
     args = (0.1, 0.9, 0.0, 0.0, False, False, False, None, None, None)
     for left in [(tuple(params), grads, bufs, *args), ([params[0].as_subclass(Sub)], grads[:1], bufs[:1], *args),
                  (params, grads, bufs, 0.1, 0.9, 0.0, 0.0, 1, False, False, None, None, None)]:
-        assert pyext._C.sgd_step_(*left) is NotImplemented
+        assert reached_fallback(step, left)
 
     ps = [torch.nn.Parameter(torch.randn(4)) for _ in range(2)]
     for p in ps:
@@ -346,9 +375,11 @@ def test_eager_entry_points_go_through_torch_dispatch_modes():
             return func(*args, **(kwargs or {}))
 
     x = torch.randn(4)
+    sigmoid = pyext._C._entry_point("sigmoid", Fallback())
     with Seen() as mode:
-        assert pyext._C.sigmoid(x) is not NotImplemented
+        sigmoid(x)
         P.add(x, 2.0)
+    assert not sigmoid.__self__.calls  # taken, not handed to torch.ops
     assert mode.funcs == [torch.ops.pyext.sigmoid.default, torch.ops.pyext.add.Scalar]
     with pytest.raises(ValueError, match="refused by the mode"), Seen(fail=True):
         P.mul(x, x)
