@@ -39,8 +39,8 @@ Tensor reduce_to(const Tensor& grad, const Tensor& operand) {
   return reduce_to(grad, operand.sizes(), operand.device());
 }
 
-// What add's backward needs of an operand: nothing where it is laid out like the output (the common case), else
-// its shape and device, to sum its gradient back to (two numbers of the node's data).
+// What add's and mul's backwards need of an operand's layout: nothing where it is laid out like the output (the
+// common case), else its shape and device, to sum its gradient back to (two numbers of the node's data).
 void save_layout(std::vector<c10::IValue>& data, const Tensor& t, const Tensor& out) {
   const bool same = t.sizes().equals(out.sizes()) && t.device() == out.device();
   data.emplace_back(same ? c10::IValue() : c10::IValue(t.sizes()));
@@ -163,6 +163,7 @@ struct Recorded final : RecordedNode {
     c.saved.reserve(saved.size());
     for (const auto& s : saved) c.saved.push_back(s.unpack(getptr()));
     c.data = data;
+    c.needs.reserve(num_outputs());
     for (size_t i = 0; i < num_outputs(); ++i) c.needs.push_back(task_should_compute_output(i));
     return c;
   }
@@ -243,6 +244,7 @@ auto record(const Args&... args) -> decltype(F::op(args...)) {
   TORCH_CHECK(!(has_tangent(args) || ...), "pyext: forward-mode AD is not supported (jvp is not implemented)");
   const NodePtr node = make_node<Recorded<F>>();
   node->set_next_edges(edges_of(args...));
+  static_cast<RecordedNode&>(*node).saved.reserve(sizeof...(Args) + 1);  // at most each argument and the result
   Result out;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
@@ -289,7 +291,15 @@ struct AddScalarFunction {
 struct MulFunction {
   static constexpr const char* name = "MulBackward";
   static constexpr Tensor (*op)(const Tensor&, const Tensor&) = call::mul;
-  static void save(RecordedNode& n, const Tensor& a, const Tensor& b, const Tensor&) { save_all(n, a, b); }
+  // Each operand only where the other's gradient may be wanted, as torch's MulBackward0 saves them (an operand
+  // saved for nothing, an activation say, would stay alive with the graph); the layouts to sum gradients back to.
+  static void save(RecordedNode& n, const Tensor& a, const Tensor& b, const Tensor& out) {
+    n.save(n.should_compute_output(1) ? a : Tensor());
+    n.save(n.should_compute_output(0) ? b : Tensor());
+    n.data.reserve(4);
+    save_layout(n.data, a, out);
+    save_layout(n.data, b, out);
+  }
   static variable_list backward(const Context& c, const variable_list& grads) {
     // d/da = b, d/db = a: both in one pass where both are wanted (5 transfers an element, not 6), unless a CPU
     // number sits beside a CUDA tensor (which the pass does not take)
@@ -297,10 +307,10 @@ struct MulFunction {
     Tensor ga, gb;
     if (c.needs_input_grad(0) && c.needs_input_grad(1) && a.device() == b.device()) {
       std::tie(ga, gb) = call::mul_backward(g, a, b);
-      return {reduce_to(ga, a), reduce_to(gb, b)};
+      return {reduce_to_saved(c.data, 0, ga), reduce_to_saved(c.data, 2, gb)};
     }
-    if (c.needs_input_grad(0)) ga = reduce_to(call::mul(g, b), a);
-    if (c.needs_input_grad(1)) gb = reduce_to(call::mul(g, a), b);
+    if (c.needs_input_grad(0)) ga = reduce_to_saved(c.data, 0, call::mul(g, b));
+    if (c.needs_input_grad(1)) gb = reduce_to_saved(c.data, 2, call::mul(g, a));
     return {ga, gb};
   }
 };

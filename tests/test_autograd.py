@@ -201,6 +201,32 @@ def test_nodes_keep_autograds_contract(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_mul_saves_what_torch_saves(device):
+    """mul keeps an operand for its backward only where the other operand's gradient may be wanted, as torch's
+    MulBackward0 does: an activation multiplied by a tensor that wants no gradient is not kept alive with the
+    graph. The gradients, summed back to broadcast operands' shapes, match torch's."""
+    x = torch.randn(3, 4, dtype=torch.float64, device=device, requires_grad=True)
+    h, h_col = x * 2, x[:, :1] * 3  # activations
+    w = torch.randn(4, dtype=torch.float64, device=device)
+    w_col = torch.randn(3, 4, dtype=torch.float64, device=device)
+    for a, b in [(h, w), (w, h), (h_col, w_col), (w_col, h_col), (h, h_col), (h, torch.tensor(2.0, dtype=torch.float64))]:
+        packed = {}
+        for name, mul in (("pyext", P.mul), ("torch", torch.mul)):
+            saved = []
+            with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+                out = mul(a, b)
+            packed[name] = sorted((id(t) for t in saved))
+            wanted = [t for t in (a, b) if t.requires_grad]
+            grads = torch.autograd.grad(out, wanted, torch.ones_like(out))
+            if name == "pyext":
+                ours = grads
+        assert packed["pyext"] == packed["torch"], (a.shape, b.shape)
+        for g_ours, g_torch in zip(ours, grads):
+            assert g_ours.shape == g_torch.shape
+            torch.testing.assert_close(g_ours, g_torch)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_forward_mode_ad_is_a_clear_error(device):
     # Not supported (no op has a jvp formula): a tangent on any input is an error, never dropped.
     import torch.autograd.forward_ad as fwAD
