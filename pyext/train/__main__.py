@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import os
 import sys
 
@@ -122,6 +123,11 @@ def _run(kind, args, rank, world, device) -> int:
         writer = SummaryWriter(args.tensorboard)
 
     results = []
+    # Python's full collections scan every object alive, torch's many included, and their time lands in whichever
+    # backend's run they fall in (the logistic regression's ms/iteration swung 0.85-1.15 from run to run): the
+    # objects alive now are left out of them while the models train.
+    gc.collect()
+    gc.freeze()
     for backend in backends:
         bar = None
         if lead and not args.no_progress:
@@ -143,6 +149,7 @@ def _run(kind, args, rank, world, device) -> int:
                              args.seed, cuda_graph=args.cuda_graph, on_iteration=on_iteration))
         if bar is not None:
             bar.close()
+    gc.unfreeze()
     if writer is not None:
         writer.close()
     if not lead:
