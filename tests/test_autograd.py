@@ -209,7 +209,8 @@ def test_mul_saves_what_torch_saves(device):
     h, h_col = x * 2, x[:, :1] * 3  # activations
     w = torch.randn(4, dtype=torch.float64, device=device)
     w_col = torch.randn(3, 4, dtype=torch.float64, device=device)
-    for a, b in [(h, w), (w, h), (h_col, w_col), (w_col, h_col), (h, h_col), (h, torch.tensor(2.0, dtype=torch.float64))]:
+    number = torch.tensor(2.0, dtype=torch.float64)  # a CPU 0-d tensor, beside any device
+    for a, b in [(h, w), (w, h), (h_col, w_col), (w_col, h_col), (h, h_col), (h, number)]:
         packed = {}
         for name, mul in (("pyext", P.mul), ("torch", torch.mul)):
             saved = []

@@ -195,7 +195,8 @@ def reached_fallback(entry, args):
     fallback = entry.__self__
     fallback.calls.clear()
     out = entry(*args)
-    return out == "fallback" and len(fallback.calls) == 1 and all(x is y for x, y in zip(fallback.calls[0], args))
+    return (out == "fallback" and len(fallback.calls) == 1 and len(fallback.calls[0]) == len(args)
+            and all(x is y for x, y in zip(fallback.calls[0], args)))
 
 
 def test_eager_entry_points_take_plain_tensors_and_hand_the_rest_to_their_fallback():
