@@ -128,28 +128,30 @@ def _run(kind, args, rank, world, device) -> int:
     # objects alive now are left out of them while the models train.
     gc.collect()
     gc.freeze()
-    for backend in backends:
-        bar = None
-        if lead and not args.no_progress:
-            from tqdm import tqdm
+    try:
+        for backend in backends:
+            bar = None
+            if lead and not args.no_progress:
+                from tqdm import tqdm
 
-            bar = tqdm(total=args.iterations, desc=f"{kind} [{backend}]", leave=False, file=sys.stderr)
-        metric_name = "accuracy" if kind == "logistic" else "r2"
+                bar = tqdm(total=args.iterations, desc=f"{kind} [{backend}]", leave=False, file=sys.stderr)
+            metric_name = "accuracy" if kind == "logistic" else "r2"
 
-        def on_iteration(result, bar=bar, backend=backend):
-            step = result.iterations
+            def on_iteration(result, bar=bar, backend=backend):
+                step = result.iterations
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{result.losses[-1]:.4f}", **{metric_name: f"{result.metrics[-1]:.3f}"})
+                if writer is not None:
+                    writer.add_scalar(f"{kind}/{backend}/loss", result.losses[-1], step)
+                    writer.add_scalar(f"{kind}/{backend}/{metric_name}", result.metrics[-1], step)
+
+            results.append(train(kind, backend, batches, features, device, args.iterations, args.lr, args.momentum,
+                                 args.seed, cuda_graph=args.cuda_graph, on_iteration=on_iteration))
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{result.losses[-1]:.4f}", **{metric_name: f"{result.metrics[-1]:.3f}"})
-            if writer is not None:
-                writer.add_scalar(f"{kind}/{backend}/loss", result.losses[-1], step)
-                writer.add_scalar(f"{kind}/{backend}/{metric_name}", result.metrics[-1], step)
-
-        results.append(train(kind, backend, batches, features, device, args.iterations, args.lr, args.momentum,
-                             args.seed, cuda_graph=args.cuda_graph, on_iteration=on_iteration))
-        if bar is not None:
-            bar.close()
-    gc.unfreeze()
+                bar.close()
+    finally:
+        gc.unfreeze()
     if writer is not None:
         writer.close()
     if not lead:
