@@ -391,12 +391,16 @@ struct RowLoop {
     }
   }
 
+  // The formula f on one element's or step's arguments. Each loop passes its own copy of op: read through `this`,
+  // a formula's constants (add's alpha) may alias what the loop stores, and so are loaded again at every step.
   template <typename T, size_t... I>
-  Results<T, K> call(const std::array<T, N>& v, std::index_sequence<I...>) const {
-    return as_results<K>(op.template operator()<T, MathFor<T, Op>>(v[I]...));
+  static Results<T, K> call(const Op& f, const std::array<T, N>& v, std::index_sequence<I...>) {
+    return as_results<K>(f.template operator()<T, MathFor<T, Op>>(v[I]...));
   }
   template <typename T>
-  Results<T, K> call(const std::array<T, N>& v) const { return call(v, std::make_index_sequence<N>{}); }
+  static Results<T, K> call(const Op& f, const std::array<T, N>& v) {
+    return call(f, v, std::make_index_sequence<N>{});
+  }
 
   static int unit_interval_errors(acc_t x, acc_t y) {
     return (in_unit_interval(x) ? 0 : kArg0OutOfRange) | (in_unit_interval(y) ? 0 : kArg1OutOfRange);
@@ -412,6 +416,7 @@ struct RowLoop {
   int64_t vector_steps(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t n, Sink& sink,
                        int& errors) const {
     const auto loaded_once = [&](int a) { return kOnce == kOnceAtRunTime ? once[a] : (kOnce >> a & 1u) != 0; };
+    const Op f = op;
     std::array<const scalar_t*, N> ptr{};
     std::array<Parts, N> args;
     for (int a = 0; a < N; ++a) {
@@ -438,7 +443,7 @@ struct RowLoop {
         std::array<Vectorized<acc_t>, N> part;
         for (int a = 0; a < N; ++a) part[a] = args[a][p];
         if constexpr (ChecksUnitInterval<Op>::value) check.add(part[0], part[1]);
-        const auto r = call(part);
+        const auto r = call(f, part);
         for (int o = 0; o < K; ++o) result[o][p] = r.v[o];
       }
       sink.vec(i, result);
@@ -465,6 +470,7 @@ struct RowLoop {
   template <typename Sink>
   C10_ALWAYS_INLINE int masked_step(const std::array<const char*, N>& in, const std::array<bool, N>& once, int64_t i,
                                     int64_t count, Sink& sink) const {
+    const Op f = op;
     std::array<Parts, N> args;
     for (int a = 0; a < N; ++a) {
       if (once[a]) {
@@ -480,7 +486,7 @@ struct RowLoop {
       std::array<Vectorized<acc_t>, N> part;
       for (int a = 0; a < N; ++a) part[a] = args[a][p];
       if constexpr (ChecksUnitInterval<Op>::value) check.add(part[0], part[1]);  // zeros past count: in [0, 1]
-      const auto r = call(part);
+      const auto r = call(f, part);
       for (int o = 0; o < K; ++o) result[o][p] = r.v[o];
     }
     sink.vec(i, result, count);
@@ -533,6 +539,7 @@ struct RowLoop {
     }
     const bool contiguous = l.contiguous, dense = l.dense;  // copies, in registers through the rows
     const std::array<bool, N> once = l.once;
+    const Op f = op;
     for (int64_t r = 0; r < count; ++r) {
       auto sink = make_sink(out.data(), strides);
       int64_t i = 0;
@@ -578,7 +585,7 @@ struct RowLoop {
             for (int a = 0; a < N; ++a) {
               args[a] = in[a] == nullptr ? value[a] : *reinterpret_cast<const scalar_t*>(in[a] + j * in_stride[a]);
             }
-            return call(args);
+            return call(f, args);
           };
           for (; !contiguous && i + 3 < n; i += 4) sink.scalar_four(at(i), at(i + 1), at(i + 2), at(i + 3));
         }
@@ -594,7 +601,7 @@ struct RowLoop {
                           : acc_t(*reinterpret_cast<const scalar_t*>(in[a] + i * in_stride[a]));
           }
           if constexpr (ChecksUnitInterval<Op>::value) errors |= unit_interval_errors(args[0], args[1]);
-          sink.scalar(i, call(args));
+          sink.scalar(i, call(f, args));
         }
       };
       constexpr bool kSameType = std::is_same_v<acc_t, scalar_t>;
