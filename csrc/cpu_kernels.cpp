@@ -380,13 +380,11 @@ struct RowLoop {
   int first_input;       // iterator operand of the first tensor argument (K with outputs, 0 summing)
   int tensor_of[N];      // iterator operand of each argument, -1 for a constant
   acc_t value[N];        // the constants
-  bool tensors_only = true;  // no constant among the arguments
 
   RowLoop(Op op_, const Formula& f, int first_input_) : op(op_), first_input(first_input_) {
     int next = first_input;
     for (int a = 0; a < N; ++a) {
       tensor_of[a] = f.is_const[a] ? -1 : next++;
-      tensors_only &= !f.is_const[a];
       value[a] = static_cast<acc_t>(f.value[a]);
     }
   }
@@ -523,9 +521,9 @@ struct RowLoop {
   int rows(char* const* data, const int64_t* strides, const int64_t* outer, int64_t n, int64_t count,
            const Layout& l, const MakeSink& make_sink) const {
     int errors = 0;
-    // Each output's and argument's pointer, stride and step, indexed by output and argument (none for a
-    // constant), never by operand: so the compiler keeps them in registers from row to row, and a segment's
-    // loop reads no pointer just stored (a load that would wait for the store, at every segment).
+    // Each output's and argument's pointer, stride and step, indexed by output and argument (a constant's below),
+    // never by operand: so the compiler keeps them in registers from row to row, and a segment's loop reads no
+    // pointer just stored (a load that would wait for the store, at every segment).
     std::array<char*, K> out{};
     std::array<int64_t, K> out_next{};
     std::array<const char*, N> in{};
@@ -533,9 +531,19 @@ struct RowLoop {
     for (int o = 0; o < K; ++o) {  // over K, not first_input (0 summing): a loop of unknown count became memcpy
       if (o < first_input) out[o] = data[o], out_next[o] = outer[o];
     }
+    // In float and double, a constant argument is read as a tensor stepping 0 over a copy of it here, so that the
+    // scalar steps test no argument for being one, a test GCC kept in their loop (every other float of 65536 and a
+    // number, one thread: `add` 42.6 -> 23.8 us, torch 27.8; `mul` 45.5 -> 25.0, torch 44.3).
+    constexpr bool kSameType = std::is_same_v<acc_t, scalar_t>;
+    std::array<scalar_t, N> constant{};
     for (int a = 0; a < N; ++a) {
       const int t = tensor_of[a];
-      if (t >= 0) in[a] = data[t], in_stride[a] = strides[t], in_next[a] = outer[t];
+      if (t >= 0) {
+        in[a] = data[t], in_stride[a] = strides[t], in_next[a] = outer[t];
+      } else if constexpr (kSameType) {
+        constant[a] = value[a];
+        in[a] = reinterpret_cast<const char*>(&constant[a]);
+      }
     }
     const bool contiguous = l.contiguous, dense = l.dense;  // copies, in registers through the rows
     const std::array<bool, N> once = l.once;
@@ -564,12 +572,12 @@ struct RowLoop {
           }
         }
       }
-      // The scalar steps: a row's tail, or a row with strided operands. Where no argument is a constant, float
-      // and double run a copy without the per-argument test, which GCC kept in the loop (a strided add_ of 65536
-      // floats, one thread: 31.6 -> 26 us, torch 25.6). Not for half and bfloat16, whose conversions cost more
-      // than the test, and whose copy slowed the rows of a column of 32 (5.4 -> 5.7 us). The test of i comes
-      // first, as an empty branch: without it, or written as one block around the two calls, GCC laid out the
-      // rows otherwise, and rows of 16 beside a column took 6.9 us instead of 6.0.
+      // The scalar steps: a row's tail, or a row with strided operands. Float and double run a copy without the
+      // per-argument test (their constants read as tensors, above; a strided add_ of 65536 floats, one thread:
+      // 31.6 -> 26 us, torch 25.6). Not half and bfloat16, whose conversions cost more than the test, and whose
+      // copy slowed the rows of a column of 32 (5.4 -> 5.7 us). The test of i comes first, as an empty branch:
+      // without it, or written as one block around the two calls, GCC laid out the rows otherwise, and rows of 16
+      // beside a column took 6.9 us instead of 6.0.
       const auto scalar_steps = [&](auto tensors_only) {
         // A sum of a cheap formula over strided float rows, four elements a step: one running sum made each step
         // wait for the last (MSE 'mean' of every third column, 65536 floats: 37 -> 25 us, torch 28). Not for a
@@ -583,7 +591,7 @@ struct RowLoop {
           const auto at = [&](int64_t j) {
             std::array<acc_t, N> args;
             for (int a = 0; a < N; ++a) {
-              args[a] = in[a] == nullptr ? value[a] : *reinterpret_cast<const scalar_t*>(in[a] + j * in_stride[a]);
+              args[a] = *reinterpret_cast<const scalar_t*>(in[a] + j * in_stride[a]);  // float: no constants
             }
             return call(f, args);
           };
@@ -604,10 +612,9 @@ struct RowLoop {
           sink.scalar(i, call(f, args));
         }
       };
-      constexpr bool kSameType = std::is_same_v<acc_t, scalar_t>;
       if (i == n) {
-      } else if (kSameType && tensors_only) {
-        scalar_steps(std::bool_constant<kSameType>{});
+      } else if (kSameType) {
+        scalar_steps(std::true_type{});
       } else {
         scalar_steps(std::false_type{});
       }

@@ -158,10 +158,14 @@ def test_mul_backward_op(device, dtypes, layout):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("other", [2.5, -3, 1e-3, 0.1, True])
-@pytest.mark.parametrize("rows", ["contiguous", "sliced"])
+@pytest.mark.parametrize("rows", ["contiguous", "sliced", "stepped", "transposed"])
 def test_number_operand(device, dtype, other, rows):
-    # sliced: rows of whole vector steps, not one run, the number an argument repeated along each row
-    x = make((4, 33), dtype, device) if rows == "contiguous" else make((8, 288), dtype, device)[:, :256]
+    # sliced: rows of whole vector steps, not one run, the number an argument repeated along each row;
+    # stepped and transposed: the scalar steps, where a float or double number is read as a tensor stepping 0
+    if rows == "sliced":
+        x = make((8, 288), dtype, device)[:, :256]
+    else:
+        x = make((4, 33), dtype, device, rows)
     x = x.detach().requires_grad_()
     check_against_torch(lambda t: P.add(t, other, alpha=2), lambda t: torch.add(t, other, alpha=2), [x], dtype)
     check_against_torch(lambda t: P.mul(t, other), lambda t: torch.mul(t, other), [x], dtype)
