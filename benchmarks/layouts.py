@@ -54,6 +54,9 @@ def ops(P):
     return {
         "mul": (P.mul, torch.mul),
         "add": (lambda a, b: P.add(a, b, alpha=2), lambda a, b: torch.add(a, b, alpha=2)),
+        # a Python number for the second operand: a constant of the formula
+        "mul_number": (lambda a, b: P.mul(a, 1.5), lambda a, b: torch.mul(a, 1.5)),
+        "add_number": (lambda a, b: P.add(a, 1.5), lambda a, b: torch.add(a, 1.5)),
         "sigmoid": (lambda a, b: P.sigmoid(a), lambda a, b: torch.sigmoid(a)),
         "bce": (lambda a, b: P.binary_cross_entropy(a, b.expand_as(a), reduction="none"),
                 lambda a, b: F.binary_cross_entropy(a, b.expand_as(a), reduction="none")),
@@ -65,7 +68,7 @@ def ops(P):
     }
 
 
-OPS = ("mul", "add", "sigmoid", "bce", "bce_logits", "mse", "mse_mean")
+OPS = ("mul", "add", "mul_number", "add_number", "sigmoid", "bce", "bce_logits", "mse", "mse_mean")
 
 
 def measure(args):
