@@ -683,13 +683,14 @@ struct RowLoop {
   // (R, C) * (C,), read from a tile, a buffer holding the row over and over), or is gathered into a buffer,
   // segment by segment (a transposed or strided operand, or a column repeated along short rows). Short rows,
   // and rows with a strided operand, then run in vector steps, where row by row they would run in scalar steps.
+  // Only chunk is set for a block run row by row; the rest is filled where a block runs flat (plan_block).
   struct Plan {
     int64_t chunk = 0;                    // 0: row by row
-    std::array<char*, 8> data{};          // each operand's segment, from the first on
-    std::array<int64_t, 8> strides{};     // within a segment (for rows())
-    std::array<int64_t, 8> step{};        // from one segment to the next
-    std::array<char*, 8> tile{};          // a repeated row's tile
-    std::array<bool, 8> gathered{};
+    std::array<char*, 8> data;            // each operand's segment, from the first on
+    std::array<int64_t, 8> strides;       // within a segment (for rows())
+    std::array<int64_t, 8> step;          // from one segment to the next
+    std::array<char*, 8> tile;            // a repeated row's tile
+    std::array<bool, 8> gathered;
   };
 
   // Not inlined: it runs once a block, and out of the loops it leaves GCC's inlining of the formulas' vector
@@ -729,6 +730,8 @@ struct RowLoop {
     const bool other_reason = tiled_row || (strided && costly_scalar_steps) || gathered_short_rows;
     const bool worth = other_reason || short_rows || tail_rows, copies_not_worth = !other_reason && !exp_or_log;
     if (n == 0 || !worth) return;
+    plan.data.fill(nullptr), plan.strides.fill(0), plan.step.fill(0), plan.tile.fill(nullptr);
+    plan.gathered.fill(false);
     bool tiled = false;
     for (int t = 0; t < ntensors; ++t) {
       const int64_t next_row = size1 == 1 ? size0 * strides[t] : outer[t];
