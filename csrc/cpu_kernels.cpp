@@ -591,7 +591,7 @@ struct RowLoop {
           const auto at = [&](int64_t j) {
             std::array<acc_t, N> args;
             for (int a = 0; a < N; ++a) {
-              args[a] = *reinterpret_cast<const scalar_t*>(in[a] + j * in_stride[a]);  // float: no constants
+              args[a] = *reinterpret_cast<const scalar_t*>(in[a] + j * in_stride[a]);  // constants too (above)
             }
             return call(f, args);
           };

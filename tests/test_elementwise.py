@@ -160,8 +160,9 @@ def test_mul_backward_op(device, dtypes, layout):
 @pytest.mark.parametrize("other", [2.5, -3, 1e-3, 0.1, True])
 @pytest.mark.parametrize("rows", ["contiguous", "sliced", "stepped", "transposed"])
 def test_number_operand(device, dtype, other, rows):
-    # sliced: rows of whole vector steps, not one run, the number an argument repeated along each row;
-    # stepped and transposed: the scalar steps, where a float or double number is read as a tensor stepping 0
+    # sliced: rows of whole vector steps, not one run, the number an argument repeated along each row; stepped:
+    # the scalar steps, where a float or double number is read as a tensor stepping 0; transposed: the output
+    # laid out as the input is
     if rows == "sliced":
         x = make((8, 288), dtype, device)[:, :256]
     else:
