@@ -119,6 +119,15 @@ def test_binary(pair, dtype, op, data):
     compare(ours, theirs, dtype, [a, b], [0, 1] if dtype == torch.float64 else [])
 
 
+@given(shape=shapes, dtype=st.sampled_from(DTYPES), op=st.sampled_from(["add", "mul"]),
+       number=st.sampled_from([2.5, -3, 0.1, 1e-3, 0.0, float("inf"), float("nan")]), data=st.data())
+def test_number(shape, dtype, op, number, data):
+    x = data.draw(tensor_of(shape, dtype))
+    ours, theirs = (lambda t: P.add(t, number), lambda t: torch.add(t, number)) if op == "add" \
+        else (lambda t: P.mul(t, number), lambda t: torch.mul(t, number))
+    compare(ours, theirs, dtype, [x], [0] if dtype == torch.float64 else [])
+
+
 @given(shape=shapes, dtype=st.sampled_from(DTYPES), data=st.data())
 def test_sigmoid(shape, dtype, data):
     x = data.draw(tensor_of(shape, dtype))
