@@ -12,6 +12,7 @@
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/saved_variable.h>
 #include <torch/csrc/dynamo/compiled_autograd.h>
+#include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/library.h>
 
 #include <mutex>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "call.h"
+#include "ops.h"
 
 namespace pyext {
 namespace {
@@ -154,7 +156,7 @@ variable_list apply_functional(const variable_list& grads, const std::vector<c10
 }
 
 template <typename F>
-struct Recorded final : RecordedNode {
+struct Recorded : RecordedNode {
   std::string name() const override { return std::string("pyext::") + F::name; }
 
   // The saved tensors unpacked, the numbers, and which tensor arguments want a gradient in this backward.
@@ -373,6 +375,79 @@ struct BceLogitsFunction {
     return {gx, gy, Tensor(), Tensor()};
   }
 };
+
+// --- a reduced loss whose input wants a gradient, on the CPU: that gradient from the forward's pass -------------
+//
+// A 'mean' or 'sum' loss is nearly always followed by a backward with an incoming gradient of 1 (loss.backward()).
+// On the CPU, such a loss's forward computes dL/dx beside the loss, in its one pass over the operands
+// (LossAndGradOp), and its node keeps it: a backward whose incoming gradient is exactly 1 returns it, and reads
+// nothing again. Any other backward runs the loss's backward op, as without it: another incoming gradient, a
+// backward that records a graph (create_graph), a second backward of a retained graph (the kept gradient is given
+// out once), compiled autograd. The node saves what the plain node saves, so the version checks of x and y stand.
+// Not where a tensor subclass or a dispatch mode (FakeTensor, functionalization: torch.compile's tracing) is
+// involved, nor on CUDA, whose loops have no summing pass that stores.
+
+// A dense CPU tensor that no Python subclass or functionalization wraps (absent: true).
+bool plain_cpu(const OptTensor& t) {
+  if (!t || !t->defined()) return true;
+  return t->is_cpu() && t->layout() == at::kStrided && !t->key_set().has_any(c10::python_ks) &&
+         !t->key_set().has(c10::DispatchKey::Functionalize);
+}
+
+// Whether a loss call records its input's gradient in the forward: see above.
+bool forward_gradient(const Tensor& x, std::initializer_list<OptTensor> others, int64_t reduction) {
+  if (reduction == at::Reduction::None || !at::GradMode::is_enabled() || !x.requires_grad()) return false;
+  if (c10::impl::dispatch_mode_enabled() || at::functorch::functorchTLSAccessor()) return false;
+  bool plain = plain_cpu(x);
+  for (const auto& t : others) plain &= plain_cpu(t);
+  return plain;
+}
+
+// An incoming gradient of exactly 1, in a backward that records no graph.
+bool is_one(const Tensor& g) {
+  return g.defined() && !at::GradMode::is_enabled() && plain_cpu(g) && g.numel() == 1 && g.item<double>() == 1.0;
+}
+
+template <typename F>
+struct LossWithGradient final : Recorded<F> {
+  Tensor gradient;  // dL/dx for an incoming gradient of 1, until a backward takes it
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(this->mutex_);
+    Context c = this->context();  // the saved tensors unpacked: their version checks
+    const Tensor gx = std::exchange(gradient, Tensor());
+    if (!gx.defined() || !c.needs_input_grad(0) || !is_one(grads[0])) {
+      return backward_of<F>(c, grads, this->num_outputs());
+    }
+    c.needs[0] = false;  // the target's gradient, where wanted, as before
+    variable_list out = backward_of<F>(c, grads, this->num_outputs());
+    out[0] = gx;
+    return out;
+  }
+  void release_variables() override {
+    RecordedNode::release_variables();
+    std::lock_guard<std::mutex> lock(this->mutex_);
+    gradient.reset();
+  }
+};
+
+// record<F>, with the loss and its input's gradient from `forward` (a function of the same arguments, returning
+// both), the gradient kept in the node.
+template <typename F, typename Forward, typename... Args>
+Tensor record_with_gradient(const Forward& forward, const Args&... args) {
+  TORCH_CHECK(!(has_tangent(args) || ...), "pyext: forward-mode AD is not supported (jvp is not implemented)");
+  const NodePtr node = make_node<LossWithGradient<F>>();
+  node->set_next_edges(edges_of(args...));
+  auto& n = static_cast<LossWithGradient<F>&>(*node);
+  n.saved.reserve(sizeof...(Args) + 1);
+  Tensor loss;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    std::tie(loss, n.gradient) = forward(args...);
+  }
+  torch::autograd::set_history(loss, node);
+  F::save(n, args..., loss);
+  return loss;
+}
 
 struct MseFunction {
   static constexpr const char* name = "MseLossBackward";
@@ -595,11 +670,18 @@ TORCH_LIBRARY_IMPL(pyext, Autograd, m) {
   // (apply runs forward with grad mode off: the weight check comes before it)
   m.impl("binary_cross_entropy", [](const Tensor& x, const Tensor& y, const OptTensor& w, int64_t reduction) {
     no_weight_grad("binary_cross_entropy", w);
+    if (forward_gradient(x, {y, w}, reduction)) {
+      return record_with_gradient<BceFunction>(binary_cross_entropy_and_grad, x, y, w, reduction);
+    }
     return record<BceFunction>(x, y, w, reduction);
   });
   m.impl("binary_cross_entropy_with_logits", [](const Tensor& x, const Tensor& y, const OptTensor& w,
                                                 const OptTensor& p, int64_t reduction) {
     no_weight_grad("binary_cross_entropy_with_logits", w, p);
+    if (forward_gradient(x, {y, w, p}, reduction)) {
+      return record_with_gradient<BceLogitsFunction>(binary_cross_entropy_with_logits_and_grad, x, y, w, p,
+                                                     reduction);
+    }
     return record<BceLogitsFunction>(x, y, w, p, reduction);
   });
   m.impl("mse_loss", [](const Tensor& x, const Tensor& y, int64_t reduction) {

@@ -960,6 +960,30 @@ struct SumSink {
   }
 };
 
+// Sums result 0 as SumSink does and stores result 1 into the iterator's one output (LossAndGradOp: a loss and its
+// input's gradient).
+template <typename scalar_t, bool kExact>
+struct SumStoreSink {
+  using Parts = typename VecIO<scalar_t>::Parts;
+  SumSink<scalar_t, kExact> sum;
+  char* out;
+  int64_t stride;
+  bool contiguous(const int64_t*) const { return stride == sizeof(scalar_t); }
+  void vec(int64_t i, const std::array<Parts, 2>& r) {
+    sum.vec(i, {r[0]});
+    VecIO<scalar_t>::store(reinterpret_cast<scalar_t*>(out) + i, r[1]);
+  }
+  void vec(int64_t i, const std::array<Parts, 2>& r, int64_t count) {
+    sum.vec(i, {r[0]}, count);
+    VecIO<scalar_t>::store(reinterpret_cast<scalar_t*>(out) + i, r[1], count);
+  }
+  void scalar(int64_t i, const Results<at::opmath_type<scalar_t>, 2>& r) {
+    sum.scalar(i, {{r.v[0]}});
+    *reinterpret_cast<scalar_t*>(out + i * stride) = static_cast<scalar_t>(r.v[1]);
+  }
+  void finish() { sum.finish(); }
+};
+
 constexpr int64_t kSumBlock = 8192;
 
 // One block's sum: in opmath lanes (a block is short enough for them to stay accurate) or exactly.
@@ -974,9 +998,15 @@ double block_sum(const at::TensorIteratorBase& iter, const Loop& loop, std::atom
     lanes.fill(Vectorized<typename Sink::acc_t>(0));
   }
   double tail = 0;
-  iter.serial_for_each(
-      loop.loop2d(iter.ntensors(), errors, [&](char**, const int64_t*) { return Sink{&lanes, &tail}; }),
-      {begin, end});
+  iter.serial_for_each(loop.loop2d(iter.ntensors(), errors,
+                                   [&](char** out, const int64_t* strides) {
+                                     if constexpr (Loop::K == 2) {  // LossAndGradOp: its gradient stored
+                                       return SumStoreSink<scalar_t, kExact>{{&lanes, &tail}, out[0], strides[0]};
+                                     } else {
+                                       return Sink{&lanes, &tail};
+                                     }
+                                   }),
+                       {begin, end});
   double total = tail;
   if constexpr (kExact) {
     for (double x : lanes) total += x;
@@ -1012,47 +1042,56 @@ double sum_blocks(const at::TensorIteratorBase& iter, const Loop& loop, std::ato
   return total;
 }
 
+// An elementwise formula's loop: its outputs stored (streamed past the last-level cache).
+template <typename scalar_t, typename Op>
+void elementwise_loop(at::TensorIteratorBase& iter, const Formula& f, const Op& op, std::atomic<int>& errors) {
+  using Loop = RowLoop<scalar_t, Op>;
+  const Loop loop(op, f, /*first_input=*/Loop::K);
+  // Where the operands together are larger than the last-level cache, the outputs would be evicted
+  // before anything reads them: outputs already mapped in are written with non-temporal stores, which
+  // skip reading each line first (add of 2^22 floats, one thread: 2.24 -> 1.15 ms on one host; on another,
+  // gains and losses within its neighbours' noise: benchmarks/NOTES.md). Smaller outputs stay cached. A
+  // broadcast operand counts its own elements (a row of 1024 beside (4096, 1024): 4 KB, not 16 MB). An
+  // output that shares memory with an input (in place) has each line read into the cache just before its
+  // store: streamed, that line is then evicted and written back as well (`mul_` of 2^22 floats, two threads,
+  // 1.6-2.0x torch's time streamed, 1.0-1.3x not).
+  int64_t bytes = 0;
+  for (int t = 0; t < iter.ntensors(); ++t) bytes += iter.tensor_base(t).numel() * iter.element_size(t);
+  bool stream = kCanStream && bytes > l3_bytes();
+  for (int o = 0; o < Loop::K && stream; ++o) {
+    stream = mapped_in(iter.tensor_base(o));
+    for (int t = Loop::K; t < iter.ntensors() && stream; ++t) {
+      stream = !iter.tensor_base(o).is_alias_of(iter.tensor_base(t));
+    }
+  }
+  constexpr size_t kVecBytes = sizeof(Vectorized<scalar_t>);
+  auto rows = loop.loop2d(iter.ntensors(), errors, [stream](char** data, const int64_t* strides) {
+    StoreSink<scalar_t, Loop::K> sink{{}, {}, stream};
+    for (int o = 0; o < Loop::K; ++o) {
+      sink.out[o] = data[o];
+      sink.stride[o] = strides[o];
+      sink.stream &= reinterpret_cast<uintptr_t>(data[o]) % kVecBytes == 0;
+    }
+    return sink;
+  });
+  iter.for_each([&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
+    rows(data, strides, size0, size1);
+    if (stream) store_fence();  // this thread's non-temporal stores are visible before the op returns
+  });
+}
+
 }  // namespace
 
 int elementwise(at::TensorIteratorBase& iter, const Formula& f) {
   std::atomic<int> errors{0};
   if (iter.numel() == 0) return 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, iter.dtype(0), "pyext_cpu_elementwise", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    visit_formula<acc_t>(f, [&](auto op) {
-      using Loop = RowLoop<scalar_t, decltype(op)>;
-      const Loop loop(op, f, /*first_input=*/Loop::K);
-      // Where the operands together are larger than the last-level cache, the outputs would be evicted
-      // before anything reads them: outputs already mapped in are written with non-temporal stores, which
-      // skip reading each line first (add of 2^22 floats, one thread: 2.24 -> 1.15 ms on one host; on another,
-      // gains and losses within its neighbours' noise: benchmarks/NOTES.md). Smaller outputs stay cached. A
-      // broadcast operand counts its own elements (a row of 1024 beside (4096, 1024): 4 KB, not 16 MB). An
-      // output that shares memory with an input (in place) has each line read into the cache just before its
-      // store: streamed, that line is then evicted and written back as well (`mul_` of 2^22 floats, two threads,
-      // 1.6-2.0x torch's time streamed, 1.0-1.3x not).
-      int64_t bytes = 0;
-      for (int t = 0; t < iter.ntensors(); ++t) bytes += iter.tensor_base(t).numel() * iter.element_size(t);
-      bool stream = kCanStream && bytes > l3_bytes();
-      for (int o = 0; o < Loop::K && stream; ++o) {
-        stream = mapped_in(iter.tensor_base(o));
-        for (int t = Loop::K; t < iter.ntensors() && stream; ++t) {
-          stream = !iter.tensor_base(o).is_alias_of(iter.tensor_base(t));
-        }
+    visit_formula<at::opmath_type<scalar_t>>(f, [&](auto op) {
+      if constexpr (SumsFirst<decltype(op)>::value) {
+        TORCH_INTERNAL_ASSERT(false, "pyext: a loss with its gradient is summed, not mapped");
+      } else {
+        elementwise_loop<scalar_t>(iter, f, op, errors);
       }
-      constexpr size_t kVecBytes = sizeof(Vectorized<scalar_t>);
-      auto rows = loop.loop2d(iter.ntensors(), errors, [stream](char** data, const int64_t* strides) {
-        StoreSink<scalar_t, Loop::K> sink{{}, {}, stream};
-        for (int o = 0; o < Loop::K; ++o) {
-          sink.out[o] = data[o];
-          sink.stride[o] = strides[o];
-          sink.stream &= reinterpret_cast<uintptr_t>(data[o]) % kVecBytes == 0;
-        }
-        return sink;
-      });
-      iter.for_each([&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
-        rows(data, strides, size0, size1);
-        if (stream) store_fence();  // this thread's non-temporal stores are visible before the op returns
-      });
     });
   });
   return errors.load();
@@ -1064,8 +1103,11 @@ int sum(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor& out, d
     using acc_t = at::opmath_type<scalar_t>;
     double total = 0;
     visit_formula<acc_t>(f, [&](auto op) {
-      if constexpr (IsLoss<decltype(op)>::value) {
-        total = sum_blocks<scalar_t>(iter, RowLoop<scalar_t, decltype(op)>(op, f, /*first_input=*/0), errors);
+      using Op = decltype(op);
+      if constexpr (IsLoss<Op>::value || SumsFirst<Op>::value) {
+        // (a LossAndGradOp's gradient is the iterator's one output)
+        const int first_input = SumsFirst<Op>::value ? 1 : 0;
+        total = sum_blocks<scalar_t>(iter, RowLoop<scalar_t, Op>(op, f, first_input), errors);
       } else {
         TORCH_INTERNAL_ASSERT(false, "pyext: only loss formulas are summed");
       }

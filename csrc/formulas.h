@@ -227,6 +227,60 @@ struct MseBackwardOp {
   C10_HOST_DEVICE T operator()(T g, T x, T y) const { return T(norm) * (x - y) * g; }
 };
 
+// BCE's check of its input and target, x in [0, 1] (false for NaN), as a key: x + 0 (which makes -0 +0) lies in
+// [0, 1] exactly when its bits, read as an unsigned integer, are at most 1's (a negative number has the sign
+// bit set; NaN, inf and every number above 1 have larger bits). The GPU keeps the largest key of each argument
+// (one add and one integer max per element), and so do the CPU's vector loops; its scalar loops test each
+// value.
+C10_HOST_DEVICE inline uint32_t unit_interval_key(float x) { return c10::bit_cast<uint32_t>(x + 0.0f); }
+C10_HOST_DEVICE inline uint64_t unit_interval_key(double x) { return c10::bit_cast<uint64_t>(x + 0.0); }
+template <typename T>
+C10_HOST_DEVICE inline bool in_unit_interval(T x) {
+  return unit_interval_key(x) <= unit_interval_key(T(1));
+}
+
+// Whether a formula's first two arguments must lie in [0, 1] (BCE's input and target).
+template <typename Op, typename = void>
+struct ChecksUnitInterval : std::false_type {};
+template <typename Op>
+struct ChecksUnitInterval<Op, std::void_t<decltype(Op::kUnitIntervalArgs)>>
+    : std::bool_constant<Op::kUnitIntervalArgs> {};
+
+// The arguments a call often gives one value for every element (bit k: argument k): kGradArg, the incoming
+// gradient of a loss backward (one value after 'mean' or 'sum'), and kOptionalArgs, a loss's optional
+// weights (1 when absent). The GPU's flat loop is compiled for these patterns (cuda/kernels.cu).
+template <typename Op, typename = void>
+struct GradArg : std::integral_constant<unsigned, 0> {};
+template <typename Op>
+struct GradArg<Op, std::void_t<decltype(Op::kGradArg)>> : std::integral_constant<unsigned, Op::kGradArg> {};
+template <typename Op, typename = void>
+struct OptionalArgs : std::integral_constant<unsigned, 0> {};
+template <typename Op>
+struct OptionalArgs<Op, std::void_t<decltype(Op::kOptionalArgs)>> : std::integral_constant<unsigned, Op::kOptionalArgs> {};
+
+// --- a loss and its input's gradient in one pass --------------------------------------------------
+
+// The loss (result 0, summed by the loop) and dL/dx times scale for an incoming gradient of 1 (result 1, stored):
+// what autograd's CPU path computes in the forward of a 'mean' or 'sum' loss whose input wants a gradient, so that
+// the usual backward, with a gradient of 1, reads nothing again (csrc/autograd.cpp, LossWithGradient). Grad is the
+// loss's backward formula, whose arguments are the incoming gradient and then the loss's own.
+template <typename Loss, typename Grad>
+struct LossAndGradOp {
+  static constexpr bool kSumsFirst = true;  // result 0 summed, result 1 stored: the CPU's summing loop only
+  static constexpr int arity = Loss::arity;
+  static constexpr int kOutputs = 2;
+  static constexpr bool kExpOrLog = true;
+  static constexpr bool kUnitIntervalArgs = ChecksUnitInterval<Loss>::value;
+  static constexpr unsigned kOptionalArgs = OptionalArgs<Loss>::value;
+  Loss loss;
+  Grad grad;
+  template <typename T, typename M = Math<T>, typename... A>
+  C10_HOST_DEVICE Results<T, 2> operator()(A... a) const {
+    static_assert(sizeof...(A) == arity && (std::is_same_v<A, T> && ...), "one T per argument");
+    return {{loss.template operator()<T, M>(a...), grad.template operator()<T, M>(T(1), a...)}};
+  }
+};
+
 // --- optimizer step ------------------------------------------------------------------------------
 
 // torch.optim.SGD's rule, with the gradient already unscaled (grad / grad_scale):
@@ -256,6 +310,7 @@ enum class OpKind : int8_t {
   Bce, BceBackward, BceTargetBackward,
   BceLogits, BceLogitsBackward, BceLogitsTargetBackward,
   Mse, MseBackward,
+  BceAndGrad, BceLogitsAndGrad,
 };
 
 constexpr int kMaxArity = 5;
@@ -295,39 +350,11 @@ inline void visit_formula(const Formula& f, Fn&& fn) {
     case OpKind::BceLogitsTargetBackward: return fn(BceLogitsTargetBackwardOp<acc_t>{f.flag, p});
     case OpKind::Mse: return fn(MseOp<acc_t>{});
     case OpKind::MseBackward: return fn(MseBackwardOp<acc_t>{p});
+    case OpKind::BceAndGrad: return fn(LossAndGradOp<BceOp<acc_t>, BceBackwardOp<acc_t>>{{}, {p}});
+    case OpKind::BceLogitsAndGrad:
+      return fn(LossAndGradOp<BceLogitsOp<acc_t>, BceLogitsBackwardOp<acc_t>>{{f.flag}, {f.flag, p}});
   }
 }
-
-// BCE's check of its input and target, x in [0, 1] (false for NaN), as a key: x + 0 (which makes -0 +0) lies in
-// [0, 1] exactly when its bits, read as an unsigned integer, are at most 1's (a negative number has the sign
-// bit set; NaN, inf and every number above 1 have larger bits). The GPU keeps the largest key of each argument
-// (one add and one integer max per element), and so do the CPU's vector loops; its scalar loops test each
-// value.
-C10_HOST_DEVICE inline uint32_t unit_interval_key(float x) { return c10::bit_cast<uint32_t>(x + 0.0f); }
-C10_HOST_DEVICE inline uint64_t unit_interval_key(double x) { return c10::bit_cast<uint64_t>(x + 0.0); }
-template <typename T>
-C10_HOST_DEVICE inline bool in_unit_interval(T x) {
-  return unit_interval_key(x) <= unit_interval_key(T(1));
-}
-
-// Whether a formula's first two arguments must lie in [0, 1] (BCE's input and target).
-template <typename Op, typename = void>
-struct ChecksUnitInterval : std::false_type {};
-template <typename Op>
-struct ChecksUnitInterval<Op, std::void_t<decltype(Op::kUnitIntervalArgs)>>
-    : std::bool_constant<Op::kUnitIntervalArgs> {};
-
-// The arguments a call often gives one value for every element (bit k: argument k): kGradArg, the incoming
-// gradient of a loss backward (one value after 'mean' or 'sum'), and kOptionalArgs, a loss's optional
-// weights (1 when absent). The GPU's flat loop is compiled for these patterns (cuda/kernels.cu).
-template <typename Op, typename = void>
-struct GradArg : std::integral_constant<unsigned, 0> {};
-template <typename Op>
-struct GradArg<Op, std::void_t<decltype(Op::kGradArg)>> : std::integral_constant<unsigned, Op::kGradArg> {};
-template <typename Op, typename = void>
-struct OptionalArgs : std::integral_constant<unsigned, 0> {};
-template <typename Op>
-struct OptionalArgs<Op, std::void_t<decltype(Op::kOptionalArgs)>> : std::integral_constant<unsigned, Op::kOptionalArgs> {};
 
 // The outputs of a formula (kOutputs, else 1), and a formula's result as Results of that many.
 template <typename Op, typename = void>
@@ -357,6 +384,19 @@ template <typename Op, typename = void>
 struct ExpOrLog : std::false_type {};
 template <typename Op>
 struct ExpOrLog<Op, std::void_t<decltype(Op::kExpOrLog)>> : std::bool_constant<Op::kExpOrLog> {};
+
+// Whether a formula sums its first result and stores its second (kSumsFirst: LossAndGradOp).
+template <typename Op, typename = void>
+struct SumsFirst : std::false_type {};
+template <typename Op>
+struct SumsFirst<Op, std::void_t<decltype(Op::kSumsFirst)>> : std::bool_constant<Op::kSumsFirst> {};
+
+// Whether f's formula sums its first result and stores its second.
+inline bool sums_first(const Formula& f) {
+  bool sums = false;
+  visit_formula<float>(f, [&](auto op) { sums = SumsFirst<decltype(op)>::value; });
+  return sums;
+}
 
 // Whether a formula is a forward loss, the only formulas the summing loops instantiate.
 template <typename Op, typename = void>

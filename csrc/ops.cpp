@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "ops.h"
 
 namespace pyext {
 namespace {
@@ -160,13 +161,15 @@ c10::SmallVector<Tensor, 2> launch_outputs(const char* op, const Formula& f, c10
   at::TensorIteratorConfig config;
   config.check_all_same_dtype(true);
   const int outputs = outputs_of(f);
-  TORCH_INTERNAL_ASSERT(outputs == 1 || (!inplace && reduction == kNone), op, ": a formula of ", outputs,
-                        " outputs is neither summed nor in place");
-  if (reduction == kNone) {
+  const bool with_gradient = sums_first(f);  // a loss summed, its gradient stored
+  TORCH_INTERNAL_ASSERT(with_gradient ? !inplace && reduction != kNone
+                                      : outputs == 1 || (!inplace && reduction == kNone),
+                        op, ": a formula of ", outputs, " outputs is neither summed nor in place");
+  if (reduction == kNone || with_gradient) {
     if (inplace) {
       config.add_output(*inplace);
     } else {
-      for (int o = 0; o < outputs; ++o) {
+      for (int o = with_gradient ? 1 : 0; o < outputs; ++o) {
         config.add_owned_output(Tensor());  // undefined: the iterator allocates it (owned: a temporary)
       }
     }
@@ -189,6 +192,7 @@ c10::SmallVector<Tensor, 2> launch_outputs(const char* op, const Formula& f, c10
     out.push_back(empty_output({}, {}, first.tensor.options().dtype(dtype)));
     const double divisor = reduction == kMean ? static_cast<double>(iter.numel()) : 1.0;
     errors = run(op, iter, f, &out[0], divisor);
+    if (with_gradient) out.push_back(iter.output(0));
   }
   TORCH_CHECK(!(errors & kArg0OutOfRange), op, ": all elements of ", args[0].name, " should be between 0 and 1");
   TORCH_CHECK(!(errors & kArg1OutOfRange), op, ": all elements of ", args[1].name, " should be between 0 and 1");
@@ -292,14 +296,21 @@ Tensor sigmoid_backward(const Tensor& grad_output, const Tensor& output) {
 
 // --- binary cross-entropy ------------------------------------------------------------------------
 
-Tensor binary_cross_entropy(const Tensor& self, const Tensor& target, const OptTensor& weight, int64_t reduction) {
+// The loss, or with_gradient (a reduced loss) the loss and dL/dx for an incoming gradient of 1, in one pass.
+c10::SmallVector<Tensor, 2> bce_forward(const Tensor& self, const Tensor& target, const OptTensor& weight,
+                                        int64_t reduction, bool with_gradient) {
   const char* op = "binary_cross_entropy";
   check_reduction(op, reduction);
   check_same_shape(op, self, target, "target");
   check_broadcasts_to(op, weight, "weight", self.sizes());
-  Formula f{OpKind::Bce};
+  Formula f{with_gradient ? OpKind::BceAndGrad : OpKind::Bce};
+  f.param = grad_scale(reduction, self.numel());
   const Arg w = optional_arg(f, 2, "weight", weight);
-  return launch(op, f, {{"input", self}, {"target", target}, w}, nullptr, reduction);
+  return launch_outputs(op, f, {{"input", self}, {"target", target}, w}, nullptr, reduction);
+}
+
+Tensor binary_cross_entropy(const Tensor& self, const Tensor& target, const OptTensor& weight, int64_t reduction) {
+  return bce_forward(self, target, weight, reduction, /*with_gradient=*/false)[0];
 }
 
 Tensor binary_cross_entropy_backward(const Tensor& grad, const Tensor& self, const Tensor& target,
@@ -329,18 +340,25 @@ Tensor binary_cross_entropy_target_backward(const Tensor& grad, const Tensor& se
 
 // --- binary cross-entropy with logits ------------------------------------------------------------
 
-Tensor binary_cross_entropy_with_logits(const Tensor& self, const Tensor& target, const OptTensor& weight,
-                                        const OptTensor& pos_weight, int64_t reduction) {
+// The loss, or with_gradient (a reduced loss) the loss and dL/dx for an incoming gradient of 1, in one pass.
+c10::SmallVector<Tensor, 2> bce_logits_forward(const Tensor& self, const Tensor& target, const OptTensor& weight,
+                                               const OptTensor& pos_weight, int64_t reduction, bool with_gradient) {
   const char* op = "binary_cross_entropy_with_logits";
   check_reduction(op, reduction);
   check_same_shape(op, self, target, "target");
   check_broadcasts_to(op, weight, "weight", self.sizes());
   check_broadcasts_to(op, pos_weight, "pos_weight", self.sizes());
-  Formula f{OpKind::BceLogits};
+  Formula f{with_gradient ? OpKind::BceLogitsAndGrad : OpKind::BceLogits};
   f.flag = pos_weight && pos_weight->defined();
+  f.param = grad_scale(reduction, self.numel());
   const Arg w = optional_arg(f, 2, "weight", weight);
   const Arg p = optional_arg(f, 3, "pos_weight", pos_weight);
-  return launch(op, f, {{"input", self}, {"target", target}, w, p}, nullptr, reduction);
+  return launch_outputs(op, f, {{"input", self}, {"target", target}, w, p}, nullptr, reduction);
+}
+
+Tensor binary_cross_entropy_with_logits(const Tensor& self, const Tensor& target, const OptTensor& weight,
+                                        const OptTensor& pos_weight, int64_t reduction) {
+  return bce_logits_forward(self, target, weight, pos_weight, reduction, /*with_gradient=*/false)[0];
 }
 
 Tensor binary_cross_entropy_with_logits_backward(const Tensor& grad, const Tensor& self, const Tensor& target,
@@ -397,6 +415,19 @@ Tensor mse_loss_backward(const Tensor& grad, const Tensor& self, const Tensor& t
 }
 
 }  // namespace
+
+std::tuple<Tensor, Tensor> binary_cross_entropy_and_grad(const Tensor& self, const Tensor& target,
+                                                         const OptTensor& weight, int64_t reduction) {
+  auto out = bce_forward(self, target, weight, reduction, /*with_gradient=*/true);
+  return {std::move(out[0]), std::move(out[1])};
+}
+
+std::tuple<Tensor, Tensor> binary_cross_entropy_with_logits_and_grad(const Tensor& self, const Tensor& target,
+                                                                     const OptTensor& weight,
+                                                                     const OptTensor& pos_weight, int64_t reduction) {
+  auto out = bce_logits_forward(self, target, weight, pos_weight, reduction, /*with_gradient=*/true);
+  return {std::move(out[0]), std::move(out[1])};
+}
 
 TORCH_LIBRARY(pyext, m) {
   m.def("add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor");

@@ -650,7 +650,12 @@ int dispatch(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor* s
   const at::ScalarType dtype = sum_out ? sum_out->scalar_type() : iter.dtype(0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "pyext_cuda_map", [&] {
     visit_formula<at::opmath_type<scalar_t>>(f, [&](auto op) {
-      errors = launch_map<scalar_t>(iter, f, op, sum_out, divisor);
+      if constexpr (SumsFirst<decltype(op)>::value) {
+        // a loss with its gradient in one pass: autograd asks for it on the CPU only (csrc/autograd.cpp)
+        TORCH_CHECK(false, "pyext: the CUDA loops do not sum a loss beside its gradient");
+      } else {
+        errors = launch_map<scalar_t>(iter, f, op, sum_out, divisor);
+      }
     });
   });
   return errors;

@@ -4,7 +4,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import pyext.ops as P
-from conftest import DEVICES
+from conftest import DEVICES, DTYPES, LAYOUTS, TOL, make
 
 
 def rand(shape, device, low=-2.0, high=2.0):
@@ -64,6 +64,96 @@ def test_mul_gradients_in_one_pass(device):
         expected_grads = [t for t, w in zip((y.detach().expand(3, 4), x.detach().sum(0)), wants) if w]
         for ours, theirs in zip(got, expected_grads):
             torch.testing.assert_close(ours, theirs)
+
+
+class _Seen:
+    """The pyext ops dispatched while active (a TorchDispatchMode)."""
+
+    def __new__(cls):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Seen(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func.namespace == "pyext":
+                    self.funcs.append(func)
+                return func(*args, **(kwargs or {}))
+
+        mode = Seen()
+        mode.funcs = []
+        return mode
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("shape", [(), (0,), (1023,), (37, 19), (2, 5, 7), (2**17 + 3,)], ids=str)
+def test_reduced_loss_gradient_from_the_forward(device, dtype, layout, reduction, shape):
+    # On the CPU a 'mean' or 'sum' loss whose input wants a gradient computes it in its forward's one pass
+    # (csrc/autograd.cpp, LossWithGradient): a backward whose incoming gradient is 1 then runs no pyext op and
+    # returns what the loss's backward op gives; another incoming gradient runs that op. Both match torch.
+    ops = torch.ops.pyext
+    red = {"mean": 1, "sum": 2}[reduction]
+    # (several blocks of the summing loop at 2^17 + 3; a weight along the last dimension)
+    x = make(shape, dtype, device, layout, low=0.02, high=0.98)
+    z = make(shape, dtype, device, layout)
+    y = make(shape, dtype, device, low=0.0, high=1.0)
+    w = make(shape[-1:], dtype, device, low=0.5, high=1.5)
+    F = torch.nn.functional
+    cases = [
+        (P.binary_cross_entropy, F.binary_cross_entropy, x, dict(weight=w),
+         lambda g, a: ops.binary_cross_entropy_backward(g, a, y, w, red)),
+        (P.binary_cross_entropy, F.binary_cross_entropy, x, {},
+         lambda g, a: ops.binary_cross_entropy_backward(g, a, y, None, red)),
+        (P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, z, dict(weight=w, pos_weight=w),
+         lambda g, a: ops.binary_cross_entropy_with_logits_backward(g, a, y, w, w, red)),
+        (P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, z, {},
+         lambda g, a: ops.binary_cross_entropy_with_logits_backward(g, a, y, None, None, red)),
+    ]
+    for ours, theirs, inp, kw, backward_op in cases:
+        for g in (1.0, 2.5):
+            grad_out = torch.tensor(g, dtype=dtype, device=device)
+            leaf = inp.detach().requires_grad_()
+            out = ours(leaf, y, reduction=reduction, **kw)
+            with _Seen() as mode:
+                got, = torch.autograd.grad(out, leaf, grad_out)
+            from_forward = g == 1.0 and device == "cpu"
+            backward_name = "binary_cross_entropy" + ("_with_logits" if inp is z else "") + "_backward"
+            assert [f.name() for f in mode.funcs] == ([] if from_forward else [f"pyext::{backward_name}"])
+            torch.testing.assert_close(got, backward_op(grad_out, inp), rtol=0, atol=0)
+            # torch in float64 on the same values (its half and bfloat16 backwards round intermediates)
+            leaf_t = inp.detach().double().requires_grad_()
+            kw64 = {k: v.double() for k, v in kw.items()}
+            out_t = theirs(leaf_t, y.double(), reduction=reduction, **kw64)
+            expected, = torch.autograd.grad(out_t, leaf_t, grad_out.double())
+            torch.testing.assert_close(got, expected.to(dtype), **TOL[dtype])
+
+
+def test_reduced_loss_gradient_from_the_forward_is_given_once():
+    # A retained graph's next backward recomputes: the first caller owns the tensor it was given.
+    x = torch.rand(100).requires_grad_()
+    y = torch.rand(100)
+    for out in (P.binary_cross_entropy(x, y), P.binary_cross_entropy_with_logits(x, y, reduction="sum")):
+        first, = torch.autograd.grad(out, x, retain_graph=True)
+        expected = first.clone()
+        first.mul_(3)
+        second, = torch.autograd.grad(out, x)
+        torch.testing.assert_close(second, expected, rtol=0, atol=0)
+
+
+def test_reduced_loss_with_gradient_keeps_torchs_checks():
+    # The forward that computes the gradient checks BCE's domain as the loss does, and the node the version of
+    # the input it saved, before giving out the gradient.
+    y = torch.rand(8)
+    with pytest.raises(RuntimeError, match="should be between 0 and 1"):
+        P.binary_cross_entropy((torch.rand(8) + 1).requires_grad_(), y)
+    x = torch.rand(8).requires_grad_()
+    h = x * 1
+    out = P.binary_cross_entropy_with_logits(h, y)
+    with torch.no_grad():
+        h.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
 
 
 @pytest.mark.parametrize("device", DEVICES)

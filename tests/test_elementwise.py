@@ -34,8 +34,14 @@ def check_against_torch(ours_fn, torch_fn, inputs, dtype, upcast=False, **tol):
     ref = torch_fn(*ref_inputs)
     assert out.dtype == dtype and out.shape == ref.shape and out.device == ref.device
     assert_close(out, ref.to(dtype), dtype, **tol)
-    if out.requires_grad:
-        g = torch.randn(out.shape, dtype=torch.float64).to(dtype=dtype, device=out.device)
+    if not out.requires_grad:
+        return
+    # A random incoming gradient, then ones (as loss.backward() gives a reduced loss, whose input's gradient on
+    # the CPU then comes from its forward: csrc/autograd.cpp), each through a graph of its own.
+    for k, g in enumerate((torch.randn(out.shape, dtype=torch.float64), torch.ones(out.shape))):
+        g = g.to(dtype=dtype, device=out.device)
+        if k:
+            out, ref = ours_fn(*inputs), torch_fn(*ref_inputs)
         for ours, theirs in zip(grads(out, inputs, g), grads(ref, ref_inputs, g.to(ref_dtype))):
             assert ours.shape == theirs.shape
             assert_close(ours, theirs.to(dtype), dtype, **tol)
