@@ -39,48 +39,39 @@ def test_mul_backward(device, shapes):
     check(lambda *t: torch.ops.pyext.mul_backward(*t)[1], (g, a, b))
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_mul_gradients_in_one_pass(device):
-    # Where both operands want a gradient, mul's backward is one mul_backward (5 transfers an element, not the
-    # 6 of two products); where one does, one product.
+def _seen():
+    """A TorchDispatchMode that lists the pyext ops dispatched while it is active (`.funcs`)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.funcs = []
+
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func.namespace == "pyext":
                 self.funcs.append(func)
             return func(*args, **(kwargs or {}))
 
+    return Seen()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mul_gradients_in_one_pass(device):
+    # Where both operands want a gradient, mul's backward is one mul_backward (5 transfers an element, not the
+    # 6 of two products); where one does, one product.
     ops = torch.ops.pyext
     a, b = rand((3, 4), device=device), rand((4,), device=device)
     for wants, expected in (((True, True), [ops.mul_backward.default]), ((True, False), [ops.mul.Tensor]),
                             ((False, True), [ops.mul.Tensor])):
         x, y = a.detach().requires_grad_(wants[0]), b.detach().requires_grad_(wants[1])
         out = P.mul(x, y)
-        with Seen() as mode:
-            mode.funcs = []
+        with _seen() as mode:
             got = torch.autograd.grad(out, [t for t in (x, y) if t.requires_grad], torch.ones_like(out))
         assert mode.funcs == expected, wants
         expected_grads = [t for t, w in zip((y.detach().expand(3, 4), x.detach().sum(0)), wants) if w]
         for ours, theirs in zip(got, expected_grads):
             torch.testing.assert_close(ours, theirs)
-
-
-class _Seen:
-    """The pyext ops dispatched while active (a TorchDispatchMode)."""
-
-    def __new__(cls):
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        class Seen(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                if func.namespace == "pyext":
-                    self.funcs.append(func)
-                return func(*args, **(kwargs or {}))
-
-        mode = Seen()
-        mode.funcs = []
-        return mode
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -115,7 +106,7 @@ def test_reduced_loss_gradient_from_the_forward(device, dtype, layout, reduction
             grad_out = torch.tensor(g, dtype=dtype, device=device)
             leaf = inp.detach().requires_grad_()
             out = ours(leaf, y, reduction=reduction, **kw)
-            with _Seen() as mode:
+            with _seen() as mode:
                 got, = torch.autograd.grad(out, leaf, grad_out)
             from_forward = g == 1.0 and device == "cpu"
             backward_name = "binary_cross_entropy" + ("_with_logits" if inp is z else "") + "_backward"
