@@ -320,7 +320,8 @@ constexpr int kMaxArity = 5;
 // 0-d tensor beside a CUDA tensor, or an absent weight, which is 1).
 struct Formula {
   OpKind op;
-  double param = 0;          // add: alpha; a loss backward: its scale (1/n, 2/n for MSE, after 'mean')
+  double param = 0;          // add: alpha; a loss backward (or a loss with its gradient): its scale (1/n, 2/n
+                             // for MSE, after 'mean')
   bool flag = false;         // BCE with logits: pos_weight given
   bool is_const[kMaxArity] = {false, false, false, false, false};
   double value[kMaxArity] = {0, 0, 0, 0, 0};

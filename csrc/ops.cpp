@@ -304,7 +304,7 @@ c10::SmallVector<Tensor, 2> bce_forward(const Tensor& self, const Tensor& target
   check_same_shape(op, self, target, "target");
   check_broadcasts_to(op, weight, "weight", self.sizes());
   Formula f{with_gradient ? OpKind::BceAndGrad : OpKind::Bce};
-  f.param = grad_scale(reduction, self.numel());
+  if (with_gradient) f.param = grad_scale(reduction, self.numel());
   const Arg w = optional_arg(f, 2, "weight", weight);
   return launch_outputs(op, f, {{"input", self}, {"target", target}, w}, nullptr, reduction);
 }
@@ -350,7 +350,7 @@ c10::SmallVector<Tensor, 2> bce_logits_forward(const Tensor& self, const Tensor&
   check_broadcasts_to(op, pos_weight, "pos_weight", self.sizes());
   Formula f{with_gradient ? OpKind::BceLogitsAndGrad : OpKind::BceLogits};
   f.flag = pos_weight && pos_weight->defined();
-  f.param = grad_scale(reduction, self.numel());
+  if (with_gradient) f.param = grad_scale(reduction, self.numel());
   const Arg w = optional_arg(f, 2, "weight", weight);
   const Arg p = optional_arg(f, 3, "pos_weight", pos_weight);
   return launch_outputs(op, f, {{"input", self}, {"target", target}, w, p}, nullptr, reduction);
