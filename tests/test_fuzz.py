@@ -100,12 +100,14 @@ def compare(ours, theirs, dtype, inputs, grad_inputs, cancels=False):
     if not grad_inputs or not out.numel() or not all(torch.isfinite(t).all() for t in inputs):
         return
     leaves = [t.detach().clone().requires_grad_(i in grad_inputs) for i, t in enumerate(inputs)]
-    g = torch.randn(out.shape, dtype=torch.float64).to(dtype)
     picked = [leaves[i] for i in grad_inputs]
-    mine = torch.autograd.grad(ours(*leaves), picked, g)
-    want = torch.autograd.grad(theirs(*leaves), picked, g)
-    for a, b in zip(mine, want):
-        torch.testing.assert_close(a, b, equal_nan=True, **tol)
+    # a random incoming gradient, and ones (loss.backward(): a reduced loss's CPU gradient then comes from its
+    # forward, csrc/autograd.cpp)
+    for g in (torch.randn(out.shape, dtype=torch.float64).to(dtype), torch.ones(out.shape, dtype=dtype)):
+        mine = torch.autograd.grad(ours(*leaves), picked, g)
+        want = torch.autograd.grad(theirs(*leaves), picked, g)
+        for a, b in zip(mine, want):
+            torch.testing.assert_close(a, b, equal_nan=True, **tol)
 
 
 @given(pair=broadcast_pair(), dtype=st.sampled_from(DTYPES), op=st.sampled_from(["add", "mul"]), data=st.data())
