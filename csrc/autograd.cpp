@@ -685,6 +685,9 @@ TORCH_LIBRARY_IMPL(pyext, Autograd, m) {
     return record<BceLogitsFunction>(x, y, w, p, reduction);
   });
   m.impl("mse_loss", [](const Tensor& x, const Tensor& y, int64_t reduction) {
+    if (x.sizes().equals(y.sizes()) && forward_gradient(x, {y}, reduction)) {  // (not where they broadcast)
+      return record_with_gradient<MseFunction>(mse_loss_and_grad, x, y, reduction);
+    }
     return record<MseFunction>(x, y, reduction);
   });
 

@@ -425,9 +425,10 @@ struct RowLoop {
         ptr[a] = reinterpret_cast<const scalar_t*>(in[a]);
       }
     }
-    // A cheap formula's operands in halves where its results are stored, not summed (SumsInFours: the SumSink);
-    // load_in_halves says why.
-    constexpr bool kInHalves = kHalfVectorLoads && !ExpOrLog<Op>::value && !SumsInFours<Sink>::value;
+    // A cheap formula's operands in halves where its results are stored, not summed (SumsInFours: the SumSink;
+    // SumsFirst: a loss with its gradient); load_in_halves says why.
+    constexpr bool kInHalves = kHalfVectorLoads && !ExpOrLog<Op>::value && !SumsInFours<Sink>::value &&
+                               !SumsFirst<Op>::value;
     UnitIntervalCheck<acc_t> check;
     int64_t i = 0;
     for (; i + IO::kStep <= n; i += IO::kStep) {

@@ -258,6 +258,13 @@ struct OptionalArgs : std::integral_constant<unsigned, 0> {};
 template <typename Op>
 struct OptionalArgs<Op, std::void_t<decltype(Op::kOptionalArgs)>> : std::integral_constant<unsigned, Op::kOptionalArgs> {};
 
+// Whether a formula calls exp or log (kExpOrLog): the CPU's scalar steps of it then cost several times what
+// gathering its arguments into a buffer for vector steps does (cpu_kernels.cpp, plan_block).
+template <typename Op, typename = void>
+struct ExpOrLog : std::false_type {};
+template <typename Op>
+struct ExpOrLog<Op, std::void_t<decltype(Op::kExpOrLog)>> : std::bool_constant<Op::kExpOrLog> {};
+
 // --- a loss and its input's gradient in one pass --------------------------------------------------
 
 // The loss (result 0, summed by the loop) and dL/dx times scale for an incoming gradient of 1 (result 1, stored):
@@ -269,7 +276,7 @@ struct LossAndGradOp {
   static constexpr bool kSumsFirst = true;  // result 0 summed, result 1 stored: the CPU's summing loop only
   static constexpr int arity = Loss::arity;
   static constexpr int kOutputs = 2;
-  static constexpr bool kExpOrLog = true;
+  static constexpr bool kExpOrLog = ExpOrLog<Loss>::value || ExpOrLog<Grad>::value;
   static constexpr bool kUnitIntervalArgs = ChecksUnitInterval<Loss>::value;
   static constexpr unsigned kOptionalArgs = OptionalArgs<Loss>::value;
   Loss loss;
@@ -310,7 +317,7 @@ enum class OpKind : int8_t {
   Bce, BceBackward, BceTargetBackward,
   BceLogits, BceLogitsBackward, BceLogitsTargetBackward,
   Mse, MseBackward,
-  BceAndGrad, BceLogitsAndGrad,
+  BceAndGrad, BceLogitsAndGrad, MseAndGrad,
 };
 
 constexpr int kMaxArity = 5;
@@ -354,6 +361,7 @@ inline void visit_formula(const Formula& f, Fn&& fn) {
     case OpKind::BceAndGrad: return fn(LossAndGradOp<BceOp<acc_t>, BceBackwardOp<acc_t>>{{}, {p}});
     case OpKind::BceLogitsAndGrad:
       return fn(LossAndGradOp<BceLogitsOp<acc_t>, BceLogitsBackwardOp<acc_t>>{{f.flag}, {f.flag, p}});
+    case OpKind::MseAndGrad: return fn(LossAndGradOp<MseOp<acc_t>, MseBackwardOp<acc_t>>{{}, {p}});
   }
 }
 
@@ -378,13 +386,6 @@ inline int outputs_of(const Formula& f) {
   visit_formula<float>(f, [&](auto op) { k = Outputs<decltype(op)>::value; });
   return k;
 }
-
-// Whether a formula calls exp or log (kExpOrLog): the CPU's scalar steps of it then cost several times what
-// gathering its arguments into a buffer for vector steps does (cpu_kernels.cpp, plan_block).
-template <typename Op, typename = void>
-struct ExpOrLog : std::false_type {};
-template <typename Op>
-struct ExpOrLog<Op, std::void_t<decltype(Op::kExpOrLog)>> : std::bool_constant<Op::kExpOrLog> {};
 
 // Whether a formula sums its first result and stores its second (kSumsFirst: LossAndGradOp).
 template <typename Op, typename = void>

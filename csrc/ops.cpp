@@ -396,10 +396,22 @@ Tensor binary_cross_entropy_with_logits_target_backward(const Tensor& grad, cons
 
 // --- mean squared error: input and target broadcast, as in torch ---------------------------------
 
-Tensor mse_loss(const Tensor& self, const Tensor& target, int64_t reduction) {
+// The loss, or with_gradient (a reduced loss over input and target of one shape) the loss and dL/dx for an
+// incoming gradient of 1, in one pass.
+c10::SmallVector<Tensor, 2> mse_forward(const Tensor& self, const Tensor& target, int64_t reduction,
+                                        bool with_gradient) {
   const char* op = "mse_loss";
   check_reduction(op, reduction);
-  return launch(op, Formula{OpKind::Mse}, {{"input", self}, {"target", target}}, nullptr, reduction);
+  Formula f{with_gradient ? OpKind::MseAndGrad : OpKind::Mse};
+  if (with_gradient) {
+    check_same_shape(op, self, target, "target");
+    f.param = grad_scale(reduction, self.numel(), 2.0);
+  }
+  return launch_outputs(op, f, {{"input", self}, {"target", target}}, nullptr, reduction);
+}
+
+Tensor mse_loss(const Tensor& self, const Tensor& target, int64_t reduction) {
+  return mse_forward(self, target, reduction, /*with_gradient=*/false)[0];
 }
 
 // Gradient for `self`; the gradient for target is this with self and target swapped.
@@ -426,6 +438,11 @@ std::tuple<Tensor, Tensor> binary_cross_entropy_with_logits_and_grad(const Tenso
                                                                      const OptTensor& weight,
                                                                      const OptTensor& pos_weight, int64_t reduction) {
   auto out = bce_logits_forward(self, target, weight, pos_weight, reduction, /*with_gradient=*/true);
+  return {std::move(out[0]), std::move(out[1])};
+}
+
+std::tuple<Tensor, Tensor> mse_loss_and_grad(const Tensor& self, const Tensor& target, int64_t reduction) {
+  auto out = mse_forward(self, target, reduction, /*with_gradient=*/true);
   return {std::move(out[0]), std::move(out[1])};
 }
 

@@ -16,5 +16,8 @@ std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_and_grad(const at::Tenso
 std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits_and_grad(
     const at::Tensor& self, const at::Tensor& target, const std::optional<at::Tensor>& weight,
     const std::optional<at::Tensor>& pos_weight, int64_t reduction);
+// input and target of one shape
+std::tuple<at::Tensor, at::Tensor> mse_loss_and_grad(const at::Tensor& self, const at::Tensor& target,
+                                                     int64_t reduction);
 
 }  // namespace pyext

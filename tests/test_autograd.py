@@ -100,6 +100,7 @@ def test_reduced_loss_gradient_from_the_forward(device, dtype, layout, reduction
          lambda g, a: ops.binary_cross_entropy_with_logits_backward(g, a, y, w, w, red)),
         (P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, z, {},
          lambda g, a: ops.binary_cross_entropy_with_logits_backward(g, a, y, None, None, red)),
+        (P.mse_loss, F.mse_loss, z, {}, lambda g, a: ops.mse_loss_backward(g, a, y, red)),
     ]
     for ours, theirs, inp, kw, backward_op in cases:
         for g in (1.0, 2.5):
@@ -109,7 +110,9 @@ def test_reduced_loss_gradient_from_the_forward(device, dtype, layout, reduction
             with _seen() as mode:
                 got, = torch.autograd.grad(out, leaf, grad_out)
             from_forward = g == 1.0 and device == "cpu"
-            backward_name = "binary_cross_entropy" + ("_with_logits" if inp is z else "") + "_backward"
+            backward_name = {P.binary_cross_entropy: "binary_cross_entropy_backward",
+                             P.binary_cross_entropy_with_logits: "binary_cross_entropy_with_logits_backward",
+                             P.mse_loss: "mse_loss_backward"}[ours]
             assert [f.name() for f in mode.funcs] == ([] if from_forward else [f"pyext::{backward_name}"])
             torch.testing.assert_close(got, backward_op(grad_out, inp), rtol=0, atol=0)
             # torch in float64 on the same values (its half and bfloat16 backwards round intermediates)
@@ -118,6 +121,21 @@ def test_reduced_loss_gradient_from_the_forward(device, dtype, layout, reduction
             out_t = theirs(leaf_t, y.double(), reduction=reduction, **kw64)
             expected, = torch.autograd.grad(out_t, leaf_t, grad_out.double())
             torch.testing.assert_close(got, expected.to(dtype), **TOL[dtype])
+
+
+def test_mse_broadcast_gradient_from_the_backward():
+    # Where input and target broadcast, the input's gradient is summed back to its shape: the backward op computes it.
+    x = torch.rand(3, 1, requires_grad=True)
+    y = torch.rand(4)
+    with pytest.warns(UserWarning):
+        out = P.mse_loss(x, y)
+    with _seen() as mode:
+        got, = torch.autograd.grad(out, x)
+    assert [f.name() for f in mode.funcs] == ["pyext::mse_loss_backward"]
+    x_t = x.detach().requires_grad_()
+    with pytest.warns(UserWarning):
+        expected, = torch.autograd.grad(torch.nn.functional.mse_loss(x_t, y), x_t)
+    torch.testing.assert_close(got, expected)
 
 
 def test_reduced_loss_gradient_from_the_forward_is_given_once():
