@@ -355,6 +355,11 @@ struct BceFunction {
     if (c.needs_input_grad(1)) gy = call::bce_target_backward(grads[0], s[0], w, red);
     return {gx, gy, Tensor()};
   }
+  // dL/dx into the gradient its forward kept (LossWithGradient)
+  static Tensor backward_into(Tensor& kept, const Context& c, const Tensor& g) {
+    const auto& s = c.saved;
+    return binary_cross_entropy_backward_into(kept, g, s[0], s[1], opt(s[2]), c.data[0].toInt());
+  }
 };
 
 struct BceLogitsFunction {
@@ -374,38 +379,54 @@ struct BceLogitsFunction {
     if (c.needs_input_grad(1)) gy = call::bce_logits_target_backward(grads[0], s[0], w, p, red);
     return {gx, gy, Tensor(), Tensor()};
   }
+  // dL/dx into the gradient its forward kept (LossWithGradient)
+  static Tensor backward_into(Tensor& kept, const Context& c, const Tensor& g) {
+    const auto& s = c.saved;
+    return binary_cross_entropy_with_logits_backward_into(kept, g, s[0], s[1], opt(s[2]), opt(s[3]),
+                                                          c.data[0].toInt());
+  }
 };
 
-// --- a reduced loss whose input wants a gradient, on the CPU: that gradient from the forward's pass -------------
+// --- a reduced loss whose input wants a gradient: that gradient from the forward's pass -----------------------
 //
 // A 'mean' or 'sum' loss is nearly always followed by a backward with an incoming gradient of 1 (loss.backward()).
-// On the CPU, such a loss's forward computes dL/dx beside the loss, in its one pass over the operands
-// (LossAndGradOp), and its node keeps it: a backward whose incoming gradient is exactly 1 returns it, and reads
-// nothing again. Any other backward runs the loss's backward op, as without it: another incoming gradient, a
-// backward that records a graph (create_graph), a second backward of a retained graph (the kept gradient is given
-// out once), compiled autograd. The node saves what the plain node saves, so the version checks of x and y stand.
-// Not where a tensor subclass or a dispatch mode (FakeTensor, functionalization: torch.compile's tracing) is
-// involved, nor on CUDA, whose loops have no summing pass that stores.
+// Such a loss's forward computes dL/dx beside the loss, in its one pass over the operands (LossAndGradOp), and its
+// node keeps it. The backward passes it, with its incoming gradient, to the loss's backward front-end, which leaves
+// it as it is where that gradient is exactly 1 and otherwise computes into it what the backward op gives: on the
+// CPU the front-end reads the gradient, on a GPU the kernel does, which then returns at once (no wait for the GPU).
+// So a backward with a gradient of 1 reads nothing again. Any other backward runs the loss's backward op, as
+// without it: a backward that records a graph (create_graph), a second backward of a retained graph (the kept
+// gradient is given out once), one under a dispatch mode (which then sees the op), compiled autograd. The node
+// saves what the plain node saves, so the version checks of x and y stand. Not where a tensor subclass or a
+// dispatch mode (FakeTensor, functionalization: torch.compile's tracing) is involved.
 
-// A dense CPU tensor that no Python subclass or functionalization wraps (absent: true).
-bool plain_cpu(const OptTensor& t) {
+// A dense CPU or CUDA tensor that no Python subclass or functionalization wraps (absent: true).
+bool plain(const OptTensor& t) {
   if (!t || !t->defined()) return true;
-  return t->is_cpu() && t->layout() == at::kStrided && !t->key_set().has_any(c10::python_ks) &&
+  return (t->is_cpu() || t->is_cuda()) && t->layout() == at::kStrided && !t->key_set().has_any(c10::python_ks) &&
          !t->key_set().has(c10::DispatchKey::Functionalize);
+}
+
+// No dispatch mode or functorch transform is active.
+bool no_mode() {
+  return !c10::impl::dispatch_mode_enabled() && !at::functorch::functorchTLSAccessor();
 }
 
 // Whether a loss call records its input's gradient in the forward: see above.
 bool forward_gradient(const Tensor& x, std::initializer_list<OptTensor> others, int64_t reduction) {
-  if (reduction == at::Reduction::None || !at::GradMode::is_enabled() || !x.requires_grad()) return false;
-  if (c10::impl::dispatch_mode_enabled() || at::functorch::functorchTLSAccessor()) return false;
-  bool plain = plain_cpu(x);
-  for (const auto& t : others) plain &= plain_cpu(t);
-  return plain;
+  if (reduction == at::Reduction::None || !at::GradMode::is_enabled() || !x.requires_grad() || !no_mode()) {
+    return false;
+  }
+  bool all_plain = plain(x);
+  for (const auto& t : others) all_plain &= plain(t);
+  return all_plain;
 }
 
-// An incoming gradient of exactly 1, in a backward that records no graph.
-bool is_one(const Tensor& g) {
-  return g.defined() && !at::GradMode::is_enabled() && plain_cpu(g) && g.numel() == 1 && g.item<double>() == 1.0;
+// Whether a backward takes the kept gradient with incoming gradient g: one element, of the kept gradient's dtype and
+// device, in a backward that records no graph.
+bool takes_kept(const Tensor& g, const Tensor& kept) {
+  return g.defined() && !at::GradMode::is_enabled() && no_mode() && plain(g) && g.numel() == 1 &&
+         g.scalar_type() == kept.scalar_type() && g.device() == kept.device();
 }
 
 template <typename F>
@@ -414,13 +435,13 @@ struct LossWithGradient final : Recorded<F> {
   variable_list apply(variable_list&& grads) override {
     std::lock_guard<std::mutex> lock(this->mutex_);
     Context c = this->context();  // the saved tensors unpacked: their version checks
-    const Tensor gx = std::exchange(gradient, Tensor());
-    if (!gx.defined() || !c.needs_input_grad(0) || !is_one(grads[0])) {
+    Tensor kept = std::exchange(gradient, Tensor());
+    if (!kept.defined() || !c.needs_input_grad(0) || !takes_kept(grads[0], kept)) {
       return backward_of<F>(c, grads, this->num_outputs());
     }
     c.needs[0] = false;  // the target's gradient, where wanted, as before
     variable_list out = backward_of<F>(c, grads, this->num_outputs());
-    out[0] = gx;
+    out[0] = F::backward_into(kept, c, grads[0]);
     return out;
   }
   void release_variables() override {
@@ -463,6 +484,10 @@ struct MseFunction {
     if (c.needs_input_grad(0)) gx = reduce_to(call::mse_backward(grads[0], s[0], s[1], red), s[0]);
     if (c.needs_input_grad(1)) gy = reduce_to(call::mse_backward(grads[0], s[1], s[0], red), s[1]);
     return {gx, gy};
+  }
+  // dL/dx into the gradient its forward kept (LossWithGradient; input and target of one shape)
+  static Tensor backward_into(Tensor& kept, const Context& c, const Tensor& g) {
+    return mse_loss_backward_into(kept, g, c.saved[0], c.saved[1], c.data[0].toInt());
   }
 };
 

@@ -268,12 +268,12 @@ struct ExpOrLog<Op, std::void_t<decltype(Op::kExpOrLog)>> : std::bool_constant<O
 // --- a loss and its input's gradient in one pass --------------------------------------------------
 
 // The loss (result 0, summed by the loop) and dL/dx times scale for an incoming gradient of 1 (result 1, stored):
-// what autograd's CPU path computes in the forward of a 'mean' or 'sum' loss whose input wants a gradient, so that
+// what autograd computes in the forward of a 'mean' or 'sum' loss whose input wants a gradient, so that
 // the usual backward, with a gradient of 1, reads nothing again (csrc/autograd.cpp, LossWithGradient). Grad is the
 // loss's backward formula, whose arguments are the incoming gradient and then the loss's own.
 template <typename Loss, typename Grad>
 struct LossAndGradOp {
-  static constexpr bool kSumsFirst = true;  // result 0 summed, result 1 stored: the CPU's summing loop only
+  static constexpr bool kSumsFirst = true;  // result 0 summed, result 1 stored: the summing loops only
   static constexpr int arity = Loss::arity;
   static constexpr int kOutputs = 2;
   static constexpr bool kExpOrLog = ExpOrLog<Loss>::value || ExpOrLog<Grad>::value;
@@ -330,6 +330,8 @@ struct Formula {
   double param = 0;          // add: alpha; a loss backward (or a loss with its gradient): its scale (1/n, 2/n
                              // for MSE, after 'mean')
   bool flag = false;         // BCE with logits: pos_weight given
+  bool kept_for_one = false;  // a loss backward into outputs that already hold its results for an incoming
+                              // gradient (kGradArg) of 1: left as they are where that gradient is exactly 1
   bool is_const[kMaxArity] = {false, false, false, false, false};
   double value[kMaxArity] = {0, 0, 0, 0, 0};
 
@@ -398,6 +400,16 @@ inline bool sums_first(const Formula& f) {
   bool sums = false;
   visit_formula<float>(f, [&](auto op) { sums = SumsFirst<decltype(op)>::value; });
   return sums;
+}
+
+// The argument of f's formula that is its incoming gradient (kGradArg), or -1.
+inline int grad_arg_index(const Formula& f) {
+  int index = -1;
+  visit_formula<float>(f, [&](auto op) {
+    constexpr unsigned kBits = GradArg<decltype(op)>::value;
+    for (int k = 0; k < kMaxArity && index < 0; ++k) index = (kBits >> k) & 1u ? k : -1;
+  });
+  return index;
 }
 
 // Whether a formula is a forward loss, the only formulas the summing loops instantiate.

@@ -148,6 +148,15 @@ c10::SmallVector<Tensor, 2> launch_outputs(const char* op, const Formula& f, c10
   const at::ScalarType dtype = result_type(args);
   TORCH_CHECK(is_supported(dtype), op, ": unsupported dtype ", dtype,
               " (pyext kernels take float32, float64, float16 and bfloat16)");
+  if (f.kept_for_one) {
+    // Into the gradient a loss's forward computed for an incoming gradient of 1: nothing to do where that gradient
+    // is 1 and readable here (a constant or a CPU tensor); on a GPU its kernels read it.
+    TORCH_INTERNAL_ASSERT(inplace && inplace->scalar_type() == dtype && reduction == kNone, op);
+    const int k = grad_arg_index(f);
+    const Tensor& g = args[k].tensor;
+    const bool on_host = f.is_const[k] || g.is_cpu();
+    if (on_host && (f.is_const[k] ? f.value[k] : g.item<double>()) == 1.0) return {*inplace};
+  }
   if (inplace && inplace->scalar_type() != dtype) {
     // Compute in the promoted dtype, then store into self, as torch's in-place ops do.
     TORCH_CHECK(at::canCast(dtype, inplace->scalar_type()), op, ": result type ", dtype,
@@ -313,8 +322,9 @@ Tensor binary_cross_entropy(const Tensor& self, const Tensor& target, const OptT
   return bce_forward(self, target, weight, reduction, /*with_gradient=*/false)[0];
 }
 
-Tensor binary_cross_entropy_backward(const Tensor& grad, const Tensor& self, const Tensor& target,
-                                     const OptTensor& weight, int64_t reduction) {
+// dL/dx, or into `kept` (the gradient from the loss's forward for an incoming gradient of 1: kept_for_one).
+Tensor bce_backward(const Tensor& grad, const Tensor& self, const Tensor& target, const OptTensor& weight,
+                    int64_t reduction, Tensor* kept) {
   const char* op = "binary_cross_entropy_backward";
   check_reduction(op, reduction);
   check_same_shape(op, self, target, "target");
@@ -322,8 +332,14 @@ Tensor binary_cross_entropy_backward(const Tensor& grad, const Tensor& self, con
   check_loss_grad(op, grad, self.sizes(), reduction);
   Formula f{OpKind::BceBackward};
   f.param = grad_scale(reduction, self.numel());
+  f.kept_for_one = kept != nullptr;
   const Arg w = optional_arg(f, 3, "weight", weight);
-  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w});
+  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w}, kept);
+}
+
+Tensor binary_cross_entropy_backward(const Tensor& grad, const Tensor& self, const Tensor& target,
+                                     const OptTensor& weight, int64_t reduction) {
+  return bce_backward(grad, self, target, weight, reduction, /*kept=*/nullptr);
 }
 
 Tensor binary_cross_entropy_target_backward(const Tensor& grad, const Tensor& self, const OptTensor& weight,
@@ -361,9 +377,9 @@ Tensor binary_cross_entropy_with_logits(const Tensor& self, const Tensor& target
   return bce_logits_forward(self, target, weight, pos_weight, reduction, /*with_gradient=*/false)[0];
 }
 
-Tensor binary_cross_entropy_with_logits_backward(const Tensor& grad, const Tensor& self, const Tensor& target,
-                                                 const OptTensor& weight, const OptTensor& pos_weight,
-                                                 int64_t reduction) {
+// dL/dx, or into `kept` (the gradient from the loss's forward for an incoming gradient of 1: kept_for_one).
+Tensor bce_logits_backward(const Tensor& grad, const Tensor& self, const Tensor& target, const OptTensor& weight,
+                           const OptTensor& pos_weight, int64_t reduction, Tensor* kept) {
   const char* op = "binary_cross_entropy_with_logits_backward";
   check_reduction(op, reduction);
   check_same_shape(op, self, target, "target");
@@ -373,9 +389,16 @@ Tensor binary_cross_entropy_with_logits_backward(const Tensor& grad, const Tenso
   Formula f{OpKind::BceLogitsBackward};
   f.flag = pos_weight && pos_weight->defined();
   f.param = grad_scale(reduction, self.numel());
+  f.kept_for_one = kept != nullptr;
   const Arg w = optional_arg(f, 3, "weight", weight);
   const Arg p = optional_arg(f, 4, "pos_weight", pos_weight);
-  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w, p});
+  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}, w, p}, kept);
+}
+
+Tensor binary_cross_entropy_with_logits_backward(const Tensor& grad, const Tensor& self, const Tensor& target,
+                                                 const OptTensor& weight, const OptTensor& pos_weight,
+                                                 int64_t reduction) {
+  return bce_logits_backward(grad, self, target, weight, pos_weight, reduction, /*kept=*/nullptr);
 }
 
 Tensor binary_cross_entropy_with_logits_target_backward(const Tensor& grad, const Tensor& self,
@@ -414,8 +437,9 @@ Tensor mse_loss(const Tensor& self, const Tensor& target, int64_t reduction) {
   return mse_forward(self, target, reduction, /*with_gradient=*/false)[0];
 }
 
-// Gradient for `self`; the gradient for target is this with self and target swapped.
-Tensor mse_loss_backward(const Tensor& grad, const Tensor& self, const Tensor& target, int64_t reduction) {
+// Gradient for `self`, or into `kept` (the gradient from the loss's forward for an incoming gradient of 1:
+// kept_for_one); the gradient for target is this with self and target swapped.
+Tensor mse_backward(const Tensor& grad, const Tensor& self, const Tensor& target, int64_t reduction, Tensor* kept) {
   const char* op = "mse_loss_backward";
   check_reduction(op, reduction);
   const auto shape = at::infer_size(self.sizes(), target.sizes());
@@ -423,7 +447,12 @@ Tensor mse_loss_backward(const Tensor& grad, const Tensor& self, const Tensor& t
   check_loss_grad(op, grad, shape, reduction);
   Formula f{OpKind::MseBackward};
   f.param = grad_scale(reduction, numel, 2.0);
-  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}});
+  f.kept_for_one = kept != nullptr;
+  return launch(op, f, {{"grad_output", grad}, {"input", self}, {"target", target}}, kept);
+}
+
+Tensor mse_loss_backward(const Tensor& grad, const Tensor& self, const Tensor& target, int64_t reduction) {
+  return mse_backward(grad, self, target, reduction, /*kept=*/nullptr);
 }
 
 }  // namespace
@@ -444,6 +473,22 @@ std::tuple<Tensor, Tensor> binary_cross_entropy_with_logits_and_grad(const Tenso
 std::tuple<Tensor, Tensor> mse_loss_and_grad(const Tensor& self, const Tensor& target, int64_t reduction) {
   auto out = mse_forward(self, target, reduction, /*with_gradient=*/true);
   return {std::move(out[0]), std::move(out[1])};
+}
+
+Tensor binary_cross_entropy_backward_into(Tensor& kept, const Tensor& grad, const Tensor& self, const Tensor& target,
+                                          const OptTensor& weight, int64_t reduction) {
+  return bce_backward(grad, self, target, weight, reduction, &kept);
+}
+
+Tensor binary_cross_entropy_with_logits_backward_into(Tensor& kept, const Tensor& grad, const Tensor& self,
+                                                      const Tensor& target, const OptTensor& weight,
+                                                      const OptTensor& pos_weight, int64_t reduction) {
+  return bce_logits_backward(grad, self, target, weight, pos_weight, reduction, &kept);
+}
+
+Tensor mse_loss_backward_into(Tensor& kept, const Tensor& grad, const Tensor& self, const Tensor& target,
+                              int64_t reduction) {
+  return mse_backward(grad, self, target, reduction, &kept);
 }
 
 TORCH_LIBRARY(pyext, m) {

@@ -12,7 +12,9 @@
 // the sums and BCE's forward (the occupancy of each kernel), math in opmath (float for
 // half/bfloat16; for 16-bit elements the hardware's approximate exp2/log2, math16.cuh). Summing
 // (loss 'mean'/'sum'): per-thread opmath sums, a block reduction to one partial per block, then one
-// block adds the partials in double: deterministic for a given size.
+// block adds the partials in double: deterministic for a given size. A loss beside its gradient (formulas.h's
+// LossAndGradOp, for autograd) sums the loss and stores the gradient in the same pass; a loss backward into that
+// gradient (Formula::kept_for_one) returns at once where its incoming gradient is 1.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -131,8 +133,9 @@ enum ArgKind : int8_t { kConstant, kBroadcast, kTensor, kPerRow };
 // registers of packs never loaded: float32 BCE forward 60 -> 47 registers (sm_90; benchmarks/NOTES.md).
 constexpr unsigned kKindsFromPlan = ~0u;
 
-// Everything a kernel of N arguments and K outputs needs but the strided layout's dimensions. Byte strides;
-// indices 0 to K - 1 of a stride array are the outputs', index K + k argument k's.
+// Everything a kernel of N arguments and K results needs but the strided layout's dimensions. Byte strides;
+// indices 0 to K - 1 of a stride array are the results' outputs' (summing, result 0 has none), index K + k argument
+// k's.
 template <typename scalar_t, int N, int K>
 struct PlanBase {
   using acc_t = at::opmath_type<scalar_t>;
@@ -140,6 +143,9 @@ struct PlanBase {
   const char* in[N];
   acc_t value[N];
   ArgKind kind[N];
+  // Formula::kept_for_one: the incoming gradient's argument, whose one element each thread reads first, returning
+  // where it is 1 (the outputs already hold the results); -1: none.
+  int8_t unless_one = -1;
   // rows: packs per row, and each row's byte stride
   at::cuda::detail::IntDivider<uint32_t> packs_per_row;
   int64_t row_stride[K + N];
@@ -229,7 +235,8 @@ struct Spot {
 };
 
 // One kernel for every layout, storing each of a formula's K results. VEC elements per pack (VEC > 1 only where
-// every address allows 16-byte accesses); kSum: add results into partial[blockIdx.x] instead of storing them;
+// every address allows 16-byte accesses); kSum: add result 0 into partial[blockIdx.x] instead of storing it (and
+// store the others: a loss beside its gradient, SumsFirst);
 // TENSORS: the arguments read element by element, or kKindsFromPlan. errors: BCE's two domain flags
 // (DomainFlags), or null.
 template <int VEC, Layout L, bool kSum, unsigned TENSORS, typename scalar_t, typename Op>
@@ -240,7 +247,8 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
   using P = Pack<scalar_t, VEC>;
   constexpr int N = Op::arity;
   constexpr int K = Outputs<Op>::value;
-  static_assert(K == 1 || !kSum, "a sum has one output");
+  static_assert(K == 1 || !kSum || SumsFirst<Op>::value, "a sum has one result, or sums its first");
+  constexpr int kFirstStored = kSum ? 1 : 0;  // the results stored: kFirstStored to K - 1
   constexpr auto seq = std::make_index_sequence<N>{};
   constexpr int64_t kSize = sizeof(scalar_t);
   static_assert(TENSORS == kKindsFromPlan || L == Layout::kFlat, "known kinds: the flat layout only");
@@ -252,6 +260,9 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
     }
   };
 
+  if constexpr (!kSum) {
+    if (p.unless_one >= 0 && acc_t(*reinterpret_cast<const scalar_t*>(p.in[p.unless_one])) == acc_t(1)) return;
+  }
   acc_t fixed[N];  // constants, and broadcast values read once
 #pragma unroll
   for (int k = 0; k < N; ++k) {
@@ -288,11 +299,10 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
         a[k] = is_tensor(k) ? acc_t(*reinterpret_cast<const scalar_t*>(p.in[k] + off[K + k])) : fixed[k];
       }
       const Results<acc_t, K> r = finish(a);
-      if constexpr (kSum) {
-        sum += r.v[0];
-      } else {
+      if constexpr (kSum) sum += r.v[0];
 #pragma unroll
-        for (int o = 0; o < K; ++o) *reinterpret_cast<scalar_t*>(p.out[o] + off[o]) = static_cast<scalar_t>(r.v[o]);
+      for (int o = kFirstStored; o < K; ++o) {
+        *reinterpret_cast<scalar_t*>(p.out[o] + off[o]) = static_cast<scalar_t>(r.v[o]);
       }
     }
   } else {
@@ -346,17 +356,12 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
                                                                 : fixed[k];
           }
           const Results<acc_t, K> r = finish(a);
-          if constexpr (kSum) {
-            sum += r.v[0];
-          } else {
+          if constexpr (kSum) sum += r.v[0];
 #pragma unroll
-            for (int o = 0; o < K; ++o) result[o].v[j] = static_cast<scalar_t>(r.v[o]);
-          }
+          for (int o = kFirstStored; o < K; ++o) result[o].v[j] = static_cast<scalar_t>(r.v[o]);
         }
-        if constexpr (!kSum) {
 #pragma unroll
-          for (int o = 0; o < K; ++o) *reinterpret_cast<P*>(p.out[o] + offset(o, at[u])) = result[o];
-        }
+        for (int o = kFirstStored; o < K; ++o) *reinterpret_cast<P*>(p.out[o] + offset(o, at[u])) = result[o];
       }
       if constexpr (Grid<Op, kSum, VEC>::kOneStep) break;
     }
@@ -368,11 +373,10 @@ __global__ void __launch_bounds__((Grid<Op, kSum>::kBlock), (min_blocks<scalar_t
           a[k] = is_tensor(k) ? acc_t(reinterpret_cast<const scalar_t*>(p.in[k])[i]) : fixed[k];
         }
         const Results<acc_t, K> r = finish(a);
-        if constexpr (kSum) {
-          sum += r.v[0];
-        } else {
+        if constexpr (kSum) sum += r.v[0];
 #pragma unroll
-          for (int o = 0; o < K; ++o) reinterpret_cast<scalar_t*>(p.out[o])[i] = static_cast<scalar_t>(r.v[o]);
+        for (int o = kFirstStored; o < K; ++o) {
+          reinterpret_cast<scalar_t*>(p.out[o])[i] = static_cast<scalar_t>(r.v[o]);
         }
       }
     }
@@ -521,23 +525,27 @@ void launch_kernel(const PlanBase<scalar_t, Op::arity, Outputs<Op>::value>& base
   }
 }
 
-// Plans and launches one formula over the iteration: elementwise (sum_out undefined) or summed.
+// Plans and launches one formula over the iteration: elementwise (sum_out undefined) or summed (result 0; a
+// SumsFirst formula's other results stored into the iterator's outputs).
 template <typename scalar_t, typename Op>
 int launch_map(at::TensorIteratorBase& iter, const Formula& f, const Op& op, const at::Tensor* sum_out,
                double divisor) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int N = Op::arity;
   constexpr int K = Outputs<Op>::value;
-  constexpr bool kLoss = IsLoss<Op>::value;  // the summing kernels exist for the losses only
+  constexpr bool kSumsFirst = SumsFirst<Op>::value;
+  constexpr bool kLoss = IsLoss<Op>::value || kSumsFirst;  // the summing kernels exist for the losses only
   constexpr int kVec = 16 / sizeof(scalar_t);
   constexpr int64_t kSize = sizeof(scalar_t);
   TORCH_INTERNAL_ASSERT(!sum_out || kLoss, "pyext: only loss formulas are summed");
+  TORCH_INTERNAL_ASSERT(sum_out || !kSumsFirst, "pyext: a loss with its gradient is summed, not mapped");
   static_assert(kMaxDims == 25, "the message below names the limit");
   TORCH_CHECK(iter.ndim() <= kMaxDims, "pyext: iterations over more than 25 dimensions are not supported");
 
   const int ndim = iter.ndim();
   const int64_t n = iter.numel();
-  const int outputs = sum_out ? 0 : K;  // the iterator's first operands
+  const int first_stored = sum_out ? 1 : 0;  // results first_stored to K - 1 are stored
+  const int outputs = K - first_stored;      // into the iterator's first operands
   const int first_input = outputs;
   // The operands' steps along the fastest dimension, and their row strides (second dimension).
   auto inner = [&](int t) -> int64_t { return ndim == 0 ? 0 : iter.strides(t)[0]; };
@@ -559,10 +567,11 @@ int launch_map(at::TensorIteratorBase& iter, const Formula& f, const Op& op, con
   for (int d = 0; d < ndim; ++d) dims.sizes[d] = iter.shape()[d];
   // 16-byte packs: every address (and in rows, every row's start) 16-byte aligned.
   bool vectorizable = layout != Layout::kRows || cols % kVec == 0;
-  for (int o = 0; o < outputs; ++o) {
-    p.out[o] = static_cast<char*>(iter.data_ptr(o));
-    for (int d = 0; d < ndim; ++d) dims.strides[d][o] = iter.strides(o)[d];
-    p.row_stride[o] = outer(o);
+  for (int o = first_stored; o < K; ++o) {
+    const int t = o - first_stored;
+    p.out[o] = static_cast<char*>(iter.data_ptr(t));
+    for (int d = 0; d < ndim; ++d) dims.strides[d][o] = iter.strides(t)[d];
+    p.row_stride[o] = outer(t);
     vectorizable &= aligned16(p.out[o]) && p.row_stride[o] % 16 == 0;
   }
   int t = first_input;
@@ -585,6 +594,11 @@ int launch_map(at::TensorIteratorBase& iter, const Formula& f, const Op& op, con
     ++t;
   }
   const bool vec = vectorizable && layout != Layout::kStrided;
+  if (f.kept_for_one) {  // (the front-end has returned where the gradient is a constant)
+    const int k = grad_arg_index(f);
+    TORCH_INTERNAL_ASSERT(k >= 0 && p.kind[k] != kConstant, "pyext: kept_for_one without a gradient tensor");
+    p.unless_one = static_cast<int8_t>(k);
+  }
   if (layout == Layout::kRows) p.packs_per_row = at::cuda::detail::IntDivider<uint32_t>(cols / (vec ? kVec : 1));
 
   const int device = iter.device().index();
@@ -637,10 +651,11 @@ int launch_map(at::TensorIteratorBase& iter, const Formula& f, const Op& op, con
       case Layout::kStrided: return go(Single{}, Strided{}, FromPlan{});
     }
   };
-  if (!sum_out) {
-    launch(std::false_type{});
-  } else if constexpr (kLoss) {
-    launch(std::true_type{});
+  if constexpr (!kSumsFirst) {
+    if (!sum_out) launch(std::false_type{});
+  }
+  if constexpr (kLoss) {
+    if (sum_out) launch(std::true_type{});
   }
   return check ? flags->read() : 0;
 }
@@ -649,14 +664,8 @@ int dispatch(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor* s
   int errors = 0;
   const at::ScalarType dtype = sum_out ? sum_out->scalar_type() : iter.dtype(0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "pyext_cuda_map", [&] {
-    visit_formula<at::opmath_type<scalar_t>>(f, [&](auto op) {
-      if constexpr (SumsFirst<decltype(op)>::value) {
-        // a loss with its gradient in one pass: autograd asks for it on the CPU only (csrc/autograd.cpp)
-        TORCH_CHECK(false, "pyext: the CUDA loops do not sum a loss beside its gradient");
-      } else {
-        errors = launch_map<scalar_t>(iter, f, op, sum_out, divisor);
-      }
-    });
+    visit_formula<at::opmath_type<scalar_t>>(
+        f, [&](auto op) { errors = launch_map<scalar_t>(iter, f, op, sum_out, divisor); });
   });
   return errors;
 }

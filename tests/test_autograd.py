@@ -1,4 +1,6 @@
 """gradcheck and gradgradcheck (float64) for every op and every differentiable input."""
+import contextlib
+
 import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
@@ -80,40 +82,25 @@ def test_mul_gradients_in_one_pass(device):
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("shape", [(), (0,), (1023,), (37, 19), (2, 5, 7), (2**17 + 3,)], ids=str)
 def test_reduced_loss_gradient_from_the_forward(device, dtype, layout, reduction, shape):
-    # On the CPU a 'mean' or 'sum' loss whose input wants a gradient computes it in its forward's one pass
-    # (csrc/autograd.cpp, LossWithGradient): a backward whose incoming gradient is 1 then runs no pyext op and
-    # returns what the loss's backward op gives; another incoming gradient runs that op. Both match torch.
-    ops = torch.ops.pyext
+    # A 'mean' or 'sum' loss whose input wants a gradient computes it in its forward's one pass (csrc/autograd.cpp,
+    # LossWithGradient), and its backward computes into it only for an incoming gradient other than 1: no pyext op
+    # is dispatched, and the gradient is what the loss's backward op gives, bit for bit. Under a dispatch mode the
+    # backward dispatches that op, which the mode sees. Both match torch.
     red = {"mean": 1, "sum": 2}[reduction]
     # (several blocks of the summing loop at 2^17 + 3; a weight along the last dimension)
     x = make(shape, dtype, device, layout, low=0.02, high=0.98)
     z = make(shape, dtype, device, layout)
     y = make(shape, dtype, device, low=0.0, high=1.0)
     w = make(shape[-1:], dtype, device, low=0.5, high=1.5)
-    F = torch.nn.functional
-    cases = [
-        (P.binary_cross_entropy, F.binary_cross_entropy, x, dict(weight=w),
-         lambda g, a: ops.binary_cross_entropy_backward(g, a, y, w, red)),
-        (P.binary_cross_entropy, F.binary_cross_entropy, x, {},
-         lambda g, a: ops.binary_cross_entropy_backward(g, a, y, None, red)),
-        (P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, z, dict(weight=w, pos_weight=w),
-         lambda g, a: ops.binary_cross_entropy_with_logits_backward(g, a, y, w, w, red)),
-        (P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, z, {},
-         lambda g, a: ops.binary_cross_entropy_with_logits_backward(g, a, y, None, None, red)),
-        (P.mse_loss, F.mse_loss, z, {}, lambda g, a: ops.mse_loss_backward(g, a, y, red)),
-    ]
-    for ours, theirs, inp, kw, backward_op in cases:
-        for g in (1.0, 2.5):
+    for ours, theirs, inp, kw, backward_op in _reduced_losses(x, z, y, w, red):
+        for g, under_mode in ((1.0, False), (2.5, False), (1.0, True), (2.5, True)):
             grad_out = torch.tensor(g, dtype=dtype, device=device)
             leaf = inp.detach().requires_grad_()
             out = ours(leaf, y, reduction=reduction, **kw)
-            with _seen() as mode:
+            with _seen() if under_mode else contextlib.nullcontext() as mode:
                 got, = torch.autograd.grad(out, leaf, grad_out)
-            from_forward = g == 1.0 and device == "cpu"
-            backward_name = {P.binary_cross_entropy: "binary_cross_entropy_backward",
-                             P.binary_cross_entropy_with_logits: "binary_cross_entropy_with_logits_backward",
-                             P.mse_loss: "mse_loss_backward"}[ours]
-            assert [f.name() for f in mode.funcs] == ([] if from_forward else [f"pyext::{backward_name}"])
+            if under_mode:
+                assert [f.name() for f in mode.funcs] == [backward_op.__name__]
             torch.testing.assert_close(got, backward_op(grad_out, inp), rtol=0, atol=0)
             # torch in float64 on the same values (its half and bfloat16 backwards round intermediates)
             leaf_t = inp.detach().double().requires_grad_()
@@ -121,6 +108,54 @@ def test_reduced_loss_gradient_from_the_forward(device, dtype, layout, reduction
             out_t = theirs(leaf_t, y.double(), reduction=reduction, **kw64)
             expected, = torch.autograd.grad(out_t, leaf_t, grad_out.double())
             torch.testing.assert_close(got, expected.to(dtype), **TOL[dtype])
+
+
+def _reduced_losses(x, z, y, w, red):
+    """(pyext loss, torch loss, input, keyword arguments, the loss's backward op as f(grad, input)) for the losses
+    whose reduced forms compute their input's gradient in the forward: BCE on x, the others on z, target y."""
+    ops = torch.ops.pyext
+    F = torch.nn.functional
+
+    def op(name, *rest):
+        fn = lambda g, a: getattr(ops, name)(g, a, y, *rest, red)  # noqa: E731
+        fn.__name__ = f"pyext::{name}"
+        return fn
+
+    return [
+        (P.binary_cross_entropy, F.binary_cross_entropy, x, dict(weight=w), op("binary_cross_entropy_backward", w)),
+        (P.binary_cross_entropy, F.binary_cross_entropy, x, {}, op("binary_cross_entropy_backward", None)),
+        (P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, z, dict(weight=w, pos_weight=w),
+         op("binary_cross_entropy_with_logits_backward", w, w)),
+        (P.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, z, {},
+         op("binary_cross_entropy_with_logits_backward", None, None)),
+        (P.mse_loss, F.mse_loss, z, {}, op("mse_loss_backward")),
+    ]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reduced_loss_gradient_is_the_forwards(device, dtype):
+    # Which pass computed the gradient shows where the input changes between forward and backward unseen by the
+    # version check (through .data): for an incoming gradient of 1 the gradient is the forward's, at the old input
+    # (on a GPU, the backward's kernel has returned at once); for another, or under a dispatch mode, the backward's,
+    # at the new one.
+    red = 1
+    x = make((1000,), dtype, device, low=0.02, high=0.98)
+    z = make((1000,), dtype, device)
+    y = make((1000,), dtype, device, low=0.0, high=1.0)
+    w = make((1000,), dtype, device, low=0.5, high=1.5)
+    for ours, _, inp, kw, backward_op in _reduced_losses(x, z, y, w, red):
+        changed = inp.flip(0)
+        for g, under_mode in ((1.0, False), (2.5, False), (1.0, True)):
+            grad_out = torch.tensor(g, dtype=dtype, device=device)
+            leaf = inp.detach().clone().requires_grad_()
+            out = ours(leaf, y, **kw)
+            leaf.data.copy_(changed)
+            with _seen() if under_mode else contextlib.nullcontext():
+                got, = torch.autograd.grad(out, leaf, grad_out)
+            at = inp if g == 1.0 and not under_mode else changed
+            torch.testing.assert_close(got, backward_op(grad_out, at), rtol=0, atol=0)
+            assert not torch.equal(backward_op(grad_out, inp), backward_op(grad_out, changed))
 
 
 def test_mse_broadcast_gradient_from_the_backward():
