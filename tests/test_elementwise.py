@@ -36,8 +36,8 @@ def check_against_torch(ours_fn, torch_fn, inputs, dtype, upcast=False, **tol):
     assert_close(out, ref.to(dtype), dtype, **tol)
     if not out.requires_grad:
         return
-    # A random incoming gradient, then ones (as loss.backward() gives a reduced loss, whose input's gradient on
-    # the CPU then comes from its forward: csrc/autograd.cpp), each through a graph of its own.
+    # A random incoming gradient, then ones (as loss.backward() gives a reduced loss, whose input's gradient then
+    # comes from its forward: csrc/autograd.cpp), each through a graph of its own.
     for k, g in enumerate((torch.randn(out.shape, dtype=torch.float64), torch.ones(out.shape))):
         g = g.to(dtype=dtype, device=out.device)
         if k:
