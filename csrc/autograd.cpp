@@ -419,7 +419,7 @@ bool forward_gradient(const Tensor& x, std::initializer_list<OptTensor> others, 
   }
   bool all_plain = plain(x);
   for (const auto& t : others) all_plain &= plain(t);
-  return all_plain;
+  return all_plain && sums_beside_gradient(x.device().type());
 }
 
 // Whether a backward takes the kept gradient with incoming gradient g: one element, of the kept gradient's dtype and

@@ -35,7 +35,11 @@ struct SgdArgs {
 
 namespace cpu { PYEXT_DECLARE_LOOPS }
 #ifdef PYEXT_WITH_CUDA
-namespace cuda { PYEXT_DECLARE_LOOPS }
+namespace cuda {
+PYEXT_DECLARE_LOOPS
+// Whether sum() takes a loss beside its gradient (formulas.h's SumsFirst): the build's PYEXT_CUDA_LOSS_GRADIENT.
+bool sums_beside_gradient();
+}  // namespace cuda
 #endif
 
 #undef PYEXT_DECLARE_LOOPS

@@ -475,6 +475,19 @@ std::tuple<Tensor, Tensor> mse_loss_and_grad(const Tensor& self, const Tensor& t
   return {std::move(out[0]), std::move(out[1])};
 }
 
+bool sums_beside_gradient(c10::DeviceType device) {
+  switch (device) {
+    case at::kCPU:
+      return true;
+#ifdef PYEXT_WITH_CUDA
+    case at::kCUDA:
+      return cuda::sums_beside_gradient();
+#endif
+    default:
+      return false;
+  }
+}
+
 Tensor binary_cross_entropy_backward_into(Tensor& kept, const Tensor& grad, const Tensor& self, const Tensor& target,
                                           const OptTensor& weight, int64_t reduction) {
   return bce_backward(grad, self, target, weight, reduction, &kept);

@@ -23,6 +23,9 @@ std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_with_logits_and_grad(
 std::tuple<at::Tensor, at::Tensor> mse_loss_and_grad(const at::Tensor& self, const at::Tensor& target,
                                                      int64_t reduction);
 
+// Whether the loops of that device compute a loss beside its gradient (the *_and_grad functions).
+bool sums_beside_gradient(c10::DeviceType device);
+
 at::Tensor binary_cross_entropy_backward_into(at::Tensor& kept, const at::Tensor& grad, const at::Tensor& self,
                                               const at::Tensor& target, const std::optional<at::Tensor>& weight,
                                               int64_t reduction);

@@ -72,7 +72,10 @@
 //     0 for one flat kernel that reads every argument's kind from the plan;
 //   PYEXT_CUDA_SMALL_PARAMS: 1 for the strided layout's sizes and strides in the strided kernels' parameters
 //     only (Dims); 0 (default) in every kernel's: about 910 bytes of parameters for two arguments, copied at
-//     every launch, where torch's elementwise kernels take 32.
+//     every launch, where torch's elementwise kernels take 32;
+//   PYEXT_CUDA_LOSS_GRADIENT: 1 (default) for a reduced loss's gradient from its forward's pass (the summing
+//     kernel storing it; autograd asks sums_beside_gradient()), 0 for a loss's forward and backward in two
+//     passes, as before it: the same call's A/B, and the way back should it fail on a GPU.
 #ifndef PYEXT_CUDA_MIN_BLOCKS
 #define PYEXT_CUDA_MIN_BLOCKS 1
 #endif
@@ -113,6 +116,9 @@
 #endif
 #ifndef PYEXT_CUDA_SMALL_PARAMS
 #define PYEXT_CUDA_SMALL_PARAMS 0
+#endif
+#ifndef PYEXT_CUDA_LOSS_GRADIENT
+#define PYEXT_CUDA_LOSS_GRADIENT 1
 #endif
 
 namespace pyext {
@@ -664,8 +670,14 @@ int dispatch(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor* s
   int errors = 0;
   const at::ScalarType dtype = sum_out ? sum_out->scalar_type() : iter.dtype(0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "pyext_cuda_map", [&] {
-    visit_formula<at::opmath_type<scalar_t>>(
-        f, [&](auto op) { errors = launch_map<scalar_t>(iter, f, op, sum_out, divisor); });
+    visit_formula<at::opmath_type<scalar_t>>(f, [&](auto op) {
+      if constexpr (SumsFirst<decltype(op)>::value && !PYEXT_CUDA_LOSS_GRADIENT) {
+        TORCH_CHECK(false, "pyext: this build's CUDA loops do not sum a loss beside its gradient "
+                    "(PYEXT_CUDA_LOSS_GRADIENT=0)");
+      } else {
+        errors = launch_map<scalar_t>(iter, f, op, sum_out, divisor);
+      }
+    });
   });
   return errors;
 }
@@ -680,6 +692,8 @@ int elementwise(at::TensorIteratorBase& iter, const Formula& f) {
 int sum(at::TensorIteratorBase& iter, const Formula& f, const at::Tensor& out, double divisor) {
   return dispatch(iter, f, &out, divisor);
 }
+
+bool sums_beside_gradient() { return PYEXT_CUDA_LOSS_GRADIENT; }
 
 }  // namespace cuda
 }  // namespace pyext
