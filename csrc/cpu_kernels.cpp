@@ -248,19 +248,24 @@ constexpr bool kCanStream = false;
 inline void store_fence() {}
 #endif
 
-// The size of the last-level cache one core uses: Linux's cache description of CPU 0 (sysconf may report the
-// whole package's, e.g. 320 MiB for ten 32 MiB slices); 32 MiB where neither says.
+// The share of the last-level cache one process may count on: Linux's cache description of CPU 0 (sysconf may
+// report the whole package's, e.g. 320 MiB for ten 32 MiB slices), at most 32 MiB, which is also the size where
+// neither says. A server's L3 serves all its cores, and in a VM other guests' too: one such host's CPU 0 reports
+// 300 MiB, yet a copy on its two threads falls to memory's bandwidth between working sets of 16 and 128 MiB, and
+// its add and mul of 2^22 floats (48 MiB of operands) ran 1.2-1.46x torch's speed streamed, 0.96-1.18x not
+// (benchmarks/NOTES.md).
 int64_t l3_bytes() {
   static const int64_t bytes = [] {
+    constexpr int64_t kMaxShare = int64_t{32} << 20;
     int64_t kib = 0;
     if (std::FILE* f = std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r")) {
       long long v = 0;
       if (std::fscanf(f, "%lldK", &v) == 1) kib = v;
       std::fclose(f);
     }
-    if (kib > 0) return kib << 10;
+    if (kib > 0) return std::min(kib << 10, kMaxShare);
     const long b = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    return b > 0 ? static_cast<int64_t>(b) : int64_t{32} << 20;
+    return b > 0 ? std::min(static_cast<int64_t>(b), kMaxShare) : kMaxShare;
   }();
   return bytes;
 }
