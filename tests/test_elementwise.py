@@ -342,11 +342,12 @@ def test_tutorial_second_derivative():
 @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "offset"])
 @pytest.mark.parametrize("op", ["add_alpha", "mul"])
 def test_outputs_larger_than_the_cache(op, dtype, offset):
-    """Operands larger than the last-level cache: the CPU loop writes an output whose memory is mapped in (the
-    in-place ops' here) with non-temporal stores, and one not yet mapped in (as a fresh allocation past glibc's
-    mmap threshold mostly is: the out-of-place ops') with ordinary stores. Rows whose start is not aligned to
-    the vector size take ordinary stores."""
-    n = (1 << 24) + 5  # 3 x 2^24 elements: 96 MiB in bfloat16, more than the L3 of the machines we run on
+    """Operands larger than the last-level cache (the share of it the CPU loops count on, at most 32 MiB), with
+    outputs the loops write with ordinary stores: a fresh allocation past glibc's mmap threshold (the out-of-place
+    ops'), whose pages are not mapped in yet, and an output that is also an input (the in-place ops'). Rows whose
+    start is not aligned to the vector size take ordinary stores too. The next test covers the non-temporal
+    stores."""
+    n = (1 << 24) + 5  # 3 x 2^24 elements: 96 MiB in bfloat16
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n + offset, generator=gen).to(dtype)[offset:]
     b = torch.randn(n + offset, generator=gen).to(dtype)[offset:]
@@ -361,3 +362,18 @@ def test_outputs_larger_than_the_cache(op, dtype, offset):
         ga, gb = torch.ops.pyext.mul_backward(b, a, b)
         assert_close(ga, b * b, dtype)
         assert_close(gb, b * a, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_output_mapped_in_beside_operands_larger_than_the_cache(dtype):
+    """An output whose pages are mapped in, aliasing no input, beside operands larger than the last-level cache:
+    the CPU loop writes it with non-temporal stores. A reduced loss's backward with an incoming gradient other
+    than 1 computes into the gradient its forward kept (written by that forward, so mapped in)."""
+    n = (1 << 24) + 5
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(n, generator=gen) * 0.98 + 0.01).to(dtype).requires_grad_()
+    y = torch.rand(n, generator=gen).to(dtype)
+    g = torch.tensor(2.5, dtype=dtype)
+    (ours,) = torch.autograd.grad(P.binary_cross_entropy(x, y), x, g)
+    (theirs,) = torch.autograd.grad(F.binary_cross_entropy(x, y), x, g)
+    assert_close(ours, theirs, dtype)
