@@ -342,11 +342,11 @@ def test_tutorial_second_derivative():
 @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "offset"])
 @pytest.mark.parametrize("op", ["add_alpha", "mul"])
 def test_outputs_larger_than_the_cache(op, dtype, offset):
-    """Operands larger than the last-level cache (the share of it the CPU loops count on, at most 32 MiB), with
-    outputs the loops write with ordinary stores: a fresh allocation past glibc's mmap threshold (the out-of-place
-    ops'), whose pages are not mapped in yet, and an output that is also an input (the in-place ops'). Rows whose
-    start is not aligned to the vector size take ordinary stores too. The next test covers the non-temporal
-    stores."""
+    """Operands larger than the last-level cache (the share of it the CPU loops count on, at most 32 MiB). The
+    loops write an output with ordinary stores where its pages are not mapped in yet (an out-of-place op's output
+    mostly is a fresh allocation past glibc's mmap threshold), where it is also an input (the in-place ops'), and
+    in rows whose start is not aligned to the vector size; else with non-temporal stores, which the next test
+    covers for certain."""
     n = (1 << 24) + 5  # 3 x 2^24 elements: 96 MiB in bfloat16
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n + offset, generator=gen).to(dtype)[offset:]
