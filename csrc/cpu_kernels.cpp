@@ -157,8 +157,8 @@ Vectorized<T> load_in_halves(const T* p) {
 }
 
 // A formula with exp or log asks for each operand's line 2 KB ahead of its vector step (with AVX-512 a step is a line).
-// Its loop, reading from memory, is slow enough between loads that the hardware's prefetchers fell behind it: on an
-// Intel Xeon (family 6 model 207), two threads, sigmoid of 2^20 floats 579 -> 328 us and of 2^22 2135 -> 1444, BCE
+// Reading from memory, such a loop spends long enough between its loads to leave the hardware's prefetchers behind: on
+// an Intel Xeon (family 6 model 207), two threads, sigmoid of 2^20 floats 579 -> 328 us and of 2^22 2135 -> 1444, BCE
 // 'none' of 2^20 814 -> 611, a BCE 'mean' forward with its gradient 878 -> 746; in the caches, unchanged
 // (benchmarks/NOTES.md). The cheap formulas' loops keep up without it (add and mul unchanged with it).
 template <typename T>
