@@ -1,5 +1,4 @@
-"""Fits the polynomials of pyext's own float exp, log and softplus (csrc/avx512_math.h, csrc/log_polynomial.h,
-csrc/softplus_table.h).
+"""Fits the polynomials of pyext's own float exp, log and softplus (csrc/polynomials.h, csrc/softplus_table.h).
 
 After range reduction both are computed as f(r) = c0 + r + r^2 q(r): e^r = 1 + r + r^2 q(r) for
 |r| <= ln2 / 2, and ln(1 + r) = r + r^2 q(r) for r in [-0.25, 0.5) (the mantissa m = 1 + r in [0.75, 1.5)).

@@ -1,10 +1,9 @@
 // The vector exp and log of float for AVX-512: our own, inlined into the CPU loops (Sleef's, which torch's
 // Vectorized<float> calls, are out-of-line calls). Each reduces its argument to a small r and evaluates
-// c0 + r + r^2 q(r), with q fitted by benchmarks/fit_polynomials.py (its output, lowest order first: exp's
-// below, log's in log_polynomial.h, which the GPU shares). Over every float, against double
-// (benchmarks/avx512_math_exhaustive.cpp): exp within 0.990 ulp (Sleef's u10 exp, which torch uses: 0.988);
-// log within 0.922 ulp (Sleef's u35 log: 2.85). benchmarks/check_vector_math.py
-// measures what reaches the user through the ops.
+// c0 + r + r^2 q(r), with q fitted by benchmarks/fit_polynomials.py (polynomials.h, which the AVX2 math and the
+// GPU share). Over every float, against double (benchmarks/cpu_math_exhaustive.cpp): exp within 0.990 ulp
+// (Sleef's u10 exp, which torch uses: 0.988); log within 0.922 ulp (Sleef's u35 log: 2.85).
+// benchmarks/check_vector_math.py measures what reaches the user through the ops.
 // Include only where AVX-512 is enabled (CPU_CAPABILITY_AVX512).
 #pragma once
 
@@ -12,7 +11,7 @@
 
 #include <cstddef>
 
-#include "log_polynomial.h"
+#include "polynomials.h"
 #include "softplus_table.h"
 
 namespace pyext {
@@ -35,23 +34,21 @@ inline __m512 poly(__m512 r, __m512 r2, const float (&c)[6]) {
 }
 
 // e^x = e^r 2^n, x = n ln2 + r with n = round(x / ln2), |r| <= ln2 / 2; e^r = 1 + r + r^2 q(r), q of degree 5
-// (relative error 2^-29.8). scalef gives inf past the float range and gradual underflow to 0 below it. x is
+// (polynomials.h). scalef gives inf past the float range and gradual underflow to 0 below it. x is
 // clamped to [-150, 150] first (e^x is then already 0 or inf), so that n ln2 stays finite; min and max return
 // their second operand for a NaN, which is x. 1.3x faster than Sleef's u10 exp here, in a sigmoid loop.
 inline __m512 exp(__m512 x) {
-  constexpr float q[] = {0.5f, 0.1666666567325592f, 0.04166629537940025f, 0.008333496749401093f,
-                         0.0013944663805887103f, 0.00019790371879935265f};
   x = _mm512_max_ps(_mm512_set1_ps(-150.f), _mm512_min_ps(_mm512_set1_ps(150.f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
   const __m512 r2 = _mm512_mul_ps(r, r);
-  const __m512 e_r = _mm512_add_ps(_mm512_fmadd_ps(r2, poly(r, r2, q), r), _mm512_set1_ps(1.f));
+  const __m512 e_r = _mm512_add_ps(_mm512_fmadd_ps(r2, poly(r, r2, kExpQ), r), _mm512_set1_ps(1.f));
   return _mm512_scalef_ps(e_r, n);
 }
 
-// ln m for m = 1 + r in [0.75, 1.5): r + r^2 q(r), q of degree 8 (log_polynomial.h)
+// ln m for m = 1 + r in [0.75, 1.5): r + r^2 q(r), q of degree 8 (polynomials.h)
 inline __m512 log_mantissa(__m512 r) {
   const __m512 r2 = _mm512_mul_ps(r, r);
   return _mm512_fmadd_ps(r2, poly(r, r2, kLogQ), r);
@@ -77,7 +74,7 @@ inline __m512 log(__m512 x) {
 // exact: it is x for e = 0 and 1 + 2x for e = -1 (each exact), and below, 1 + x is exact and so m - 1. So the
 // rounding of 1 + x, which a log1p must put back, never enters; no special lanes, no getmant. 20 instructions
 // against 28 for log1p's general form (u's rounding error joined to r, and two special lanes). Within 0.919 ulp
-// over every float in [-1, 0] (benchmarks/avx512_math_exhaustive.cpp).
+// over every float in [-1, 0] (benchmarks/cpu_math_exhaustive.cpp).
 inline __m512 log1p_neg_unit(__m512 x) {
   const __m512 one = _mm512_set1_ps(1.f);
   const __m512 v = _mm512_mul_ps(_mm512_add_ps(x, one), _mm512_set1_ps(4.f / 3.f));
@@ -91,7 +88,7 @@ inline __m512 log1p_neg_unit(__m512 x) {
 // lie within a factor of two, or i = 0), hi[i] + (lo[i] + u Q_i(u)) with Q_i's coefficients picked per lane by
 // permutes, summed as hi + (q0 u + (lo + u^2 (q1 + q2 u + ...))), which rounds the two large terms once each:
 // within 1.11 ulp over every float in (-15.5, 0] (the composed log1p_unit(exp(z)) of
-// benchmarks/avx512_math_exhaustive.cpp: 1.70; the order hi + (lo + u Q): 1.95).
+// benchmarks/cpu_math_exhaustive.cpp: 1.70; the order hi + (lo + u Q): 1.95).
 // In BCE-with-logits' forward loop, half the time of log1p_unit(exp(z)) (3.3 against 6.9 ns a vector, one
 // thread, a Zen 5). The lanes at or below -15.5 and NaN take a branch, taken only by a vector that has such a
 // lane: t - t^2 / 2 from t = e^z (within 1.14 ulp there). log1p_unit(exp(z)) there is up to 2.4x slower (z = -60:

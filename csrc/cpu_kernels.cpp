@@ -29,6 +29,8 @@
 #include "kernels.h"
 #if defined(CPU_CAPABILITY_AVX512)
 #include "avx512_math.h"
+#elif defined(CPU_CAPABILITY_AVX2)
+#include "avx2_math.h"
 #endif
 
 namespace pyext {
@@ -41,11 +43,13 @@ struct Math<Vectorized<S>> {
   static V exp(V x) {
 #if defined(CPU_CAPABILITY_AVX512)
     if constexpr (std::is_same_v<S, float>) return avx512::exp(x);
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<S, float>) return avx2::exp(x);
 #endif
     return x.exp();
   }
-  // float: ours on AVX-512, Sleef's 3.5-ulp log on AVX2 (2.8x faster than the 1-ulp Vectorized::log),
-  // so that the losses' two logs are not their bottleneck.
+  // float: ours on AVX-512, Sleef's 3.5-ulp log on AVX2 (2.8x faster than the 1-ulp Vectorized::log; BCE's two
+  // logs take UnitIntervalMath's, below, on either).
   static V log(V x) {
 #if defined(CPU_CAPABILITY_AVX512)
     if constexpr (std::is_same_v<S, float>) return avx512::log(x);
@@ -65,10 +69,13 @@ struct Math<Vectorized<S>> {
     const V ln_u = log(u);
     return V::blendv(ln_u + c / u, ln_u, special);
   }
-  // ln(1 + e^z) for z <= 0 (formulas.h's log1p_exp): on AVX-512, a table of polynomials in z
+  // ln(1 + e^z) for z <= 0 (formulas.h's log1p_exp): on AVX-512, a table of polynomials in z; on AVX2, the log of
+  // 1 + e^z for that domain only
   static V log1p_exp(V z) {
 #if defined(CPU_CAPABILITY_AVX512)
     if constexpr (std::is_same_v<S, float>) return avx512::log1p_exp(z);
+#elif defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<S, float>) return avx2::log1p_exp(z);
 #endif
     return log1p(exp(z));
   }
@@ -92,12 +99,18 @@ struct Math<Vectorized<S>> {
   }
 };
 
-// The math of a formula over T: for float vectors on AVX-512, where the formula's arguments are checked to lie
-// in [0, 1] (BCE; formulas.h's ChecksUnitInterval), a log1p for that domain only, as the GPU's
-// (cuda/math_unit.cuh); an element outside gives an unspecified value, and the call an error. Else Math<T>.
-#if defined(CPU_CAPABILITY_AVX512)
+// The math of a formula over T: for float vectors on AVX-512 or AVX2, where the formula's arguments are checked
+// to lie in [0, 1] (BCE; formulas.h's ChecksUnitInterval), a log1p (on AVX2 a log too) for that domain only, as
+// the GPU's (cuda/math_unit.cuh); an element outside gives an unspecified value, and the call an error. Else
+// Math<T>.
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
 struct UnitIntervalMath : Math<Vectorized<float>> {
+#if defined(CPU_CAPABILITY_AVX512)
   static Vectorized<float> log1p(Vectorized<float> x) { return avx512::log1p_neg_unit(x); }  // x in [-1, 0]
+#else
+  static Vectorized<float> log(Vectorized<float> x) { return avx2::log_unit(x); }      // x in [0, 1]
+  static Vectorized<float> log1p(Vectorized<float> x) { return avx2::log1p_unit(x); }  // x in [-1, 0]
+#endif
 };
 template <typename T, typename Op>
 using MathFor = std::conditional_t<std::is_same_v<T, Vectorized<float>> && ChecksUnitInterval<Op>::value,

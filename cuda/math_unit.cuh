@@ -3,7 +3,7 @@
 // [0, 1] and ln(1 + x) for x in [-1, 0]. Knowing the domain leaves out the handling of negative, infinite and
 // NaN arguments, and log1p becomes the log of 1 + x with its rounding put back, not CUDA's longer log1pf:
 //   ln x = e ln2 + ln(1 + r), x = (1 + r) 2^e with 1 + r in [0.75, 1.5), ln(1 + r) = r + r^2 q(r)
-//     (log_polynomial.h: the CPU's AVX-512 log's polynomial, evaluated here by Horner's rule, which is fewer
+//     (polynomials.h: the CPU's vector log's polynomial, evaluated here by Horner's rule, which is fewer
 //     instructions; the CPU's Estrin form, shorter in latency, may round the last bit otherwise).
 //     x is reduced as x 2^23 + 0, which is normal for every x in [0, 1] but 0 (no branch or select for
 //     subnormals); 0 and -0 give -150 ln2 = -104.0, below BCE's clamp at -100 (where -inf would be clamped);
@@ -23,7 +23,7 @@
 #include <utility>
 
 #include "../csrc/formulas.h"
-#include "../csrc/log_polynomial.h"
+#include "../csrc/polynomials.h"
 
 namespace pyext {
 namespace cuda {

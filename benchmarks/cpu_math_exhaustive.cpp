@@ -1,11 +1,13 @@
-// The error of pyext's AVX-512 exp and log (csrc/avx512_math.h) over every float, against the exact value
-// (double's), beside Sleef's (torch's Vectorized<float>::exp, and the u35 log we used before); and of its
-// softplus ln(1 + e^z) over every z <= 0, from the table and the branch (log1p_exp), and as log1p_unit(exp(z));
-// and of BCE's ln(1 + x) over every x in [-1, 0] (log1p_neg_unit).
-// Build and run (about 3 minutes), with torch's headers and libraries (Sleef is linked into libtorch_cpu):
+// The error of pyext's CPU exp and log over every float, against the exact value (double's):
+// AVX-512's (csrc/avx512_math.h) beside Sleef's (torch's Vectorized<float>::exp, and the u35 log we used before);
+// its softplus ln(1 + e^z) over every z <= 0, from the table and the branch (log1p_exp), and as log1p_unit(exp(z));
+// and BCE's ln(1 + x) over every x in [-1, 0] (log1p_neg_unit). Then AVX2's (csrc/avx2_math.h): exp, BCE's logs
+// over [0, 1] and [-1, 0] (ln 0 need only lie below BCE's clamp at -100; each also compared, bit for bit, with the
+// GPU's, cuda/math_unit.cuh, compiled for the host) and the softplus over every z <= 0.
+// Build and run (about 8 minutes), with torch's headers and libraries (Sleef is linked into libtorch_cpu):
 //   T=$(python -c 'import torch, os; print(os.path.dirname(torch.__file__))')
-//   g++ -O2 -std=c++17 -mavx512f -mavx512dq -mfma benchmarks/avx512_math_exhaustive.cpp -I$T/include \
-//       -L$T/lib -ltorch_cpu -lc10 -Wl,-rpath,$T/lib -o /tmp/avx512_math && /tmp/avx512_math
+//   g++ -O2 -std=c++17 -mavx512f -mavx512dq -mavx2 -mfma benchmarks/cpu_math_exhaustive.cpp -I$T/include \
+//       -L$T/lib -ltorch_cpu -lc10 -Wl,-rpath,$T/lib -o /tmp/cpu_math && /tmp/cpu_math
 #include <sleef.h>
 
 #include <cmath>
@@ -13,7 +15,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "../csrc/avx2_math.h"
 #include "../csrc/avx512_math.h"
+#include "../cuda/math_unit.cuh"
 
 namespace {
 
@@ -57,6 +61,59 @@ __m512 floats(uint64_t bits, float (&x)[16]) {
     std::memcpy(&x[k], &u, sizeof u);
   }
   return _mm512_loadu_ps(x);
+}
+
+// AVX2's functions on the 16 floats from `bits` (two vectors), into out
+template <typename F>
+void avx2_on(F f, uint64_t bits, float (&x)[16], float (&out)[16]) {
+  floats(bits, x);
+  _mm256_storeu_ps(out, f(_mm256_loadu_ps(x)));
+  _mm256_storeu_ps(out + 8, f(_mm256_loadu_ps(x + 8)));
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+void avx2() {
+  using pyext::cuda::UnitIntervalMath;  // the GPU's BCE logs
+  Worst exp, log_unit, log1p_unit, softplus;
+  int64_t log_unlike_gpu = 0, log1p_unlike_gpu = 0;
+  alignas(64) float x[16], a[16];
+  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 16) {
+    avx2_on(pyext::avx2::exp, bits, x, a);
+    for (int k = 0; k < 16; ++k) exp.add(x[k], a[k], std::exp(double(x[k])));
+  }
+  for (uint64_t bits = 0; bits <= 0x3f800000u; bits += 16) {  // every float from +0 to 1
+    avx2_on(pyext::avx2::log_unit, bits, x, a);
+    for (int k = 0; k < 16; ++k) {
+      if (x[k] > 1.f) continue;
+      if (x[k] == 0.f) {  // -inf in exact arithmetic: below BCE's clamp at -100 is all it must be
+        if (!(a[k] < -100.f)) log_unit.add(x[k], a[k], -INFINITY);
+      } else {
+        log_unit.add(x[k], a[k], std::log(double(x[k])));
+      }
+      log_unlike_gpu += !same_bits(a[k], UnitIntervalMath::log(x[k]));
+    }
+  }
+  for (uint64_t bits = 0x80000000u; bits <= 0xbf800000u; bits += 16) {  // every float from -0 to -1
+    avx2_on(pyext::avx2::log1p_unit, bits, x, a);
+    for (int k = 0; k < 16; ++k) {
+      if (x[k] < -1.f) continue;
+      if (x[k] == -1.f) {  // as ln 0 above
+        if (!(a[k] < -100.f)) log1p_unit.add(x[k], a[k], -INFINITY);
+      } else {
+        log1p_unit.add(x[k], a[k], std::log1p(double(x[k])));
+      }
+      log1p_unlike_gpu += !same_bits(a[k], UnitIntervalMath::log1p(x[k]));
+    }
+  }
+  for (uint64_t bits = 0x80000000u; bits < (uint64_t{1} << 32); bits += 16) {  // every float with the sign bit
+    avx2_on(pyext::avx2::log1p_exp, bits, x, a);
+    for (int k = 0; k < 16; ++k) softplus.add(x[k], a[k], std::log1p(std::exp(double(x[k]))));
+  }
+  std::printf("AVX2: exp %.3f ulp (at %.9g); ln x, x in [0, 1]: %.3f ulp (at %.9g), %lld unlike the GPU's; "
+              "ln(1 + x), x in [-1, 0]: %.3f ulp (at %.9g), %lld unlike the GPU's; ln(1 + e^z), z <= 0: %.3f ulp "
+              "(at %.9g)\n", exp.ulps, exp.at, log_unit.ulps, log_unit.at, static_cast<long long>(log_unlike_gpu),
+              log1p_unit.ulps, log1p_unit.at, static_cast<long long>(log1p_unlike_gpu), softplus.ulps, softplus.at);
 }
 
 }  // namespace
@@ -105,5 +162,6 @@ int main() {
               exp_sleef.ulps, exp_sleef.at);
   std::printf("log: pyext %.3f ulp (at %.9g), Sleef u35 %.3f ulp (at %.9g)\n", log_ours.ulps, log_ours.at,
               log_sleef.ulps, log_sleef.at);
+  avx2();
   return 0;
 }
